@@ -1,0 +1,51 @@
+# Every target that needs Python bootstraps .venv first (make install is idempotent and instant when nothing
+# changed). With DATABASE_URL unset, the database is an embedded PostgreSQL in .data/ started on demand.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create or refresh .venv with the dev extras
+
+dev: install ## Run the API with seed data on the embedded database (http://127.0.0.1:8000/docs)
+	$(BIN)/python scripts/dev.py
+
+test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check app alembic scripts tests bench
+	$(BIN)/ruff format --check app alembic scripts tests bench
+	$(BIN)/mypy app
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix app alembic scripts tests bench
+	$(BIN)/ruff format app alembic scripts tests bench
+
+migrate: install ## alembic upgrade head (direct URL)
+	$(BIN)/python scripts/alembic_cli.py upgrade head
+
+seed: install ## Load development data (idempotent)
+	$(BIN)/python scripts/seed_dev.py
+
+db-init: install ## Create the database if missing, migrate, verify
+	$(BIN)/python scripts/init_db.py
+
+db-stop: install ## Stop the embedded PostgreSQL (its data stays in .data/)
+	$(BIN)/python -c 'from app.dev.embedded import EmbeddedPostgres, running_port, DEFAULT_DATA_DIR as d; p = running_port(d); p and EmbeddedPostgres(d, p).stop(); print("stopped" if p else "not running")'
+
+clean: ## Remove the virtualenv and caches (keeps .data/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Task-management REST API for AWS Lambda on Neon serverless Postgres."""

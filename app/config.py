@@ -1,0 +1,232 @@
+"""Settings, read from the environment and `.env`, and the one place where database URLs are normalised.
+
+Nothing here does I/O beyond reading `.env`, so importing it on a Lambda cold start is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+# Where `make dev` and the scripts run the embedded PostgreSQL (see app/dev/embedded.py). It is only a default
+# for ENVIRONMENT=local; production requires DATABASE_URL.
+LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54329/app"
+
+# A fixed key is fine for local runs and tests (tokens never leave the machine); production must set its own.
+DEV_SECRET_KEY = "local-development-only-secret-key-not-for-production"
+PLACEHOLDER_SECRETS = {"changethis", "change-me", "changeme", "secret", "your-secret-key", DEV_SECRET_KEY}
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(StrEnum):
+    local = "local"
+    test = "test"
+    production = "production"
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used. The message names the variable and never contains the password."""
+
+
+# libpq `sslmode` -> asyncpg `ssl`. asyncpg accepts the same words, but only as the `ssl` keyword argument.
+_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+# libpq-only parameters that asyncpg would reject with a TypeError. Neon adds `channel_binding`; asyncpg
+# authenticates with SCRAM-SHA-256 without channel binding, which Neon accepts. `options=endpoint%3D...` is for
+# clients without SNI; asyncpg sends SNI.
+_DROPPED_PARAMS = {
+    "channel_binding", "gssencmode", "gsslib", "krbsrvname", "options", "sslcompression", "sslcrl",
+    "sslcrldir", "sslsni", "requirepeer", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "fallback_application_name", "client_encoding", "replication",
+}
+# Parameters handled by the engine itself (we set them from settings), ignored if present in the URL.
+_ENGINE_OWNED_PARAMS = {"application_name", "connect_timeout"}
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """A normalised database URL plus the asyncpg connect arguments that cannot live in a URL."""
+
+    url: URL
+    connect_args: dict[str, Any] = field(default_factory=dict)
+    behind_pooler: bool = False
+
+    def __repr__(self) -> str:  # URL's own repr already masks the password; keep it that way for the dataclass
+        return f"DatabaseTarget(url={self.url!r}, connect_args={self.connect_args!r}, pooler={self.behind_pooler})"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked, for logs and messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def libpq_url(self) -> str:
+        """A plain `postgresql://` URL for libpq tools (pg_dump, psql), password included: never log it."""
+        url = self.url.set(drivername="postgresql")
+        sslmode = self.connect_args.get("ssl")
+        if isinstance(sslmode, str):
+            url = url.update_query_dict({"sslmode": sslmode})
+        return url.render_as_string(hide_password=False)
+
+
+def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_pooler: bool = False) -> DatabaseTarget:
+    """Turn any PostgreSQL URL a user may paste (Neon's included) into one SQLAlchemy + asyncpg accept.
+
+    - `postgres://`, `postgresql://`, `postgresql+<any driver>://` all become `postgresql+asyncpg://`;
+    - `sslmode` becomes asyncpg's `ssl`, `sslnegotiation=direct` becomes `direct_tls`;
+    - libpq-only parameters (`channel_binding`, ...) are dropped; anything else unknown is refused by name;
+    - a Neon `-pooler` host (or `force_pooler`) marks the target as behind a transaction pooler.
+    """
+    text = (raw or "").strip()
+    if not text:
+        raise DatabaseUrlError(f"{variable} is empty; expected postgresql://user:password@host:port/database")
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme != "postgres" and scheme != "postgresql" and not scheme.startswith("postgresql+"):
+        raise DatabaseUrlError(
+            f"{variable} must start with postgresql:// (or postgres://); got scheme {scheme or '(none)'!r}"
+        )
+    try:
+        # urlsplit validates the port without echoing the URL back in its error message.
+        parts = urlsplit("postgresql" + text[len(scheme):])
+        _ = parts.port
+        url = make_url("postgresql" + text[len(scheme):])
+    except (ValueError, ArgumentError):
+        raise DatabaseUrlError(
+            f"{variable} is not a valid URL (check the host, the port and that special characters in the "
+            "password are percent-encoded)"
+        ) from None
+    if not url.host:
+        raise DatabaseUrlError(f"{variable} has no host name")
+    if not url.database:
+        raise DatabaseUrlError(f"{variable} has no database name (…/dbname at the end)")
+
+    connect_args: dict[str, Any] = {}
+    kept: dict[str, str] = {}
+    for key, value in url.query.items():
+        value = value[-1] if isinstance(value, tuple) else value
+        if key == "sslmode" or key == "ssl":
+            if value not in _SSLMODES and value not in {"true", "false"}:
+                raise DatabaseUrlError(f"{variable} has an unknown sslmode {value!r}; use one of {sorted(_SSLMODES)}")
+            connect_args["ssl"] = {"true": "require", "false": "disable"}.get(value, value)
+        elif key == "sslnegotiation":
+            connect_args["direct_tls"] = value == "direct"
+        elif key == "target_session_attrs":
+            kept[key] = value
+        elif key in _DROPPED_PARAMS or key in _ENGINE_OWNED_PARAMS:
+            continue
+        elif key in {"sslrootcert", "sslcert", "sslkey", "sslpassword"}:
+            raise DatabaseUrlError(
+                f"{variable}: {key} is not supported by the asyncpg driver; use sslmode=verify-full with the "
+                "system trust store instead"
+            )
+        else:
+            raise DatabaseUrlError(f"{variable} has a query parameter asyncpg does not understand: {key!r}")
+
+    behind_pooler = force_pooler or "-pooler" in url.host.split(".", 1)[0]
+    url = url.set(drivername="postgresql+asyncpg", query=kept)
+    return DatabaseTarget(url=url, connect_args=connect_args, behind_pooler=behind_pooler)
+
+
+def direct_url_for(raw: str) -> str:
+    """Neon's direct endpoint is the pooled host without `-pooler` (ep-x-pooler.region... -> ep-x.region...)."""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        return raw
+    userinfo, at, hostpart = rest.rpartition("@")
+    host, dot, domain = hostpart.partition(".")
+    if host.endswith("-pooler"):
+        host = host.removesuffix("-pooler")
+    return f"{scheme}{sep}{userinfo}{at}{host}{dot}{domain}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the application. `repr`/`str` never show the database password or SECRET_KEY."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    ENVIRONMENT: Environment = Environment.local
+    DATABASE_URL: SecretStr | None = None
+    DATABASE_URL_DIRECT: SecretStr | None = None
+    DB_POOLER: bool = False
+    DB_POOL: str = Field(default="null", pattern="^(null|queue)$")
+    DB_ECHO: bool = False
+    DB_CONNECT_TIMEOUT: float = Field(default=5.0, ge=0.5, le=20.0)
+    DB_COMMAND_TIMEOUT: float = Field(default=15.0, ge=1.0, le=25.0)
+    DB_APPLICATION_NAME: str = "task-api"
+
+    SECRET_KEY: SecretStr | None = None
+    ALGORITHM: str = Field(default="HS256", pattern="^HS(256|384|512)$")
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    API_BASE_PATH: str = ""
+
+    @field_validator("ALLOWED_ORIGINS", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """Accept a JSON list (`["https://a"]`) or a comma-separated string (`https://a, https://b`)."""
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production_requirements(self) -> Settings:
+        if self.ENVIRONMENT in (Environment.local, Environment.test):
+            return self
+        if self.DATABASE_URL is None:
+            raise ValueError("DATABASE_URL is required when ENVIRONMENT=production")
+        key = self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else ""
+        if not key:
+            raise ValueError("SECRET_KEY is required when ENVIRONMENT=production (openssl rand -hex 32)")
+        if key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"SECRET_KEY is a placeholder or shorter than {MIN_SECRET_KEY_LENGTH} characters; "
+                "generate one with: openssl rand -hex 32"
+            )
+        return self
+
+    @property
+    def secret_key(self) -> str:
+        return self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else DEV_SECRET_KEY
+
+    @cached_property
+    def database(self) -> DatabaseTarget:
+        """The app's database (the pooled endpoint on Neon). Raises DatabaseUrlError naming the variable."""
+        raw = self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else LOCAL_DATABASE_URL
+        return normalize_database_url(raw, variable="DATABASE_URL", force_pooler=self.DB_POOLER)
+
+    @cached_property
+    def database_direct(self) -> DatabaseTarget:
+        """The direct (non-pooled) endpoint, for migrations and dumps."""
+        if self.DATABASE_URL_DIRECT is not None:
+            return normalize_database_url(self.DATABASE_URL_DIRECT.get_secret_value(), variable="DATABASE_URL_DIRECT")
+        raw = self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else LOCAL_DATABASE_URL
+        return normalize_database_url(direct_url_for(raw), variable="DATABASE_URL")
+
+
+def get_settings() -> Settings:
+    """Build settings, turning validation errors into one readable line (and never echoing a secret)."""
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+        settings.database  # noqa: B018 - validate the URL now, at startup, not on the first request
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"Invalid configuration: {problems}") from None
+    except DatabaseUrlError as exc:
+        raise SystemExit(f"Invalid configuration: {exc}") from None
+    return settings
+
+
+settings = get_settings()

@@ -1,0 +1,154 @@
+"""The engine, the sessionmaker and the request-scoped database dependencies.
+
+Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
+first connection is opened by the first request that needs one.
+
+On Lambda every invocation opens a fresh connection (NullPool; a real pool cannot be shared across Mangum's
+event loop and frozen execution environments), so what matters is round trips per request:
+- connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
+- SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
+- single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
+- multi-statement work gets one transaction via `transaction_session`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.config import DatabaseTarget, Settings, settings
+
+# Errors that mean "could not reach a usable server (yet)": worth a brief retry while connecting.
+RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, DNS
+    asyncio.TimeoutError,
+    asyncpg.CannotConnectNowError,  # "the database system is starting up"
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, Any]:
+    """Keyword arguments for `asyncpg.connect` (everything but the address and credentials)."""
+    kwargs: dict[str, Any] = {
+        "timeout": cfg.DB_CONNECT_TIMEOUT,
+        "command_timeout": cfg.DB_COMMAND_TIMEOUT,
+        # PgBouncer (Neon's pooler) accepts application_name but rejects most other startup parameters, so
+        # server-side timeouts belong in SET LOCAL or on the role, not here.
+        "server_settings": {"application_name": cfg.DB_APPLICATION_NAME},
+        **target.connect_args,
+    }
+    if target.behind_pooler:
+        # Transaction pooling hands each statement to any server connection: named prepared statements
+        # would collide (DuplicatePreparedStatementError). With the cache off asyncpg uses unnamed ones.
+        kwargs["statement_cache_size"] = 0
+    return kwargs
+
+
+def make_connector(target: DatabaseTarget, cfg: Settings):
+    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total."""
+    url = target.url
+    kwargs = asyncpg_connect_kwargs(target, cfg)
+    budget = cfg.DB_CONNECT_TIMEOUT
+
+    async def connect() -> asyncpg.Connection:
+        deadline = time.monotonic() + budget
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await asyncpg.connect(
+                    host=url.host,
+                    port=url.port or 5432,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
+                    **{**kwargs, "timeout": max(remaining, 0.05)},
+                )
+            except RETRYABLE_CONNECT_ERRORS:
+                remaining = deadline - time.monotonic()
+                if remaining <= delay:
+                    raise
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+    return connect
+
+
+def answer_first_connect_from_startup(dialect: Dialect) -> None:
+    """Skip SQLAlchemy's per-process first-connect queries; the answers are already known.
+
+    On its first connection SQLAlchemy asks the server for its version, the current schema, the isolation
+    level and standard_conforming_strings: four statements, ~8 round trips on every Lambda cold start.
+    PostgreSQL already reports `server_version` and `standard_conforming_strings` in the startup packet
+    (asyncpg keeps them); our connections always run READ COMMITTED (SQLAlchemy's asyncpg driver sends the
+    level explicitly with BEGIN) and the app never reflects, so the default schema is only a label.
+    Migrations use their own, unmodified engine (alembic/env.py), where reflection does need the truth.
+    """
+
+    def driver_connection(connection: Any) -> asyncpg.Connection:
+        return connection.connection.dbapi_connection.driver_connection
+
+    def server_version_info(connection: Any) -> tuple[int, ...]:
+        version = driver_connection(connection).get_server_version()
+        return (version.major, version.minor)
+
+    def set_backslash_escapes(connection: Any) -> None:
+        conforming = driver_connection(connection).get_settings().standard_conforming_strings
+        dialect._backslash_escapes = conforming == "off"  # type: ignore[attr-defined]
+
+    dialect._get_server_version_info = server_version_info  # type: ignore[method-assign]
+    dialect._get_default_schema_name = lambda connection: "public"  # type: ignore[method-assign]
+    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign]
+    dialect._set_backslash_escapes = set_backslash_escapes  # type: ignore[attr-defined]
+
+
+def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
+    """The application's engine for `target`. No I/O happens here."""
+    pool_args: dict[str, Any]
+    if cfg.DB_POOL == "queue":
+        # Long-running servers (uvicorn, containers): keep connections; verify them after idle periods.
+        pool_args = {"pool_size": 5, "max_overflow": 10, "pool_recycle": 3600, "pool_pre_ping": True}
+    else:
+        pool_args = {"poolclass": NullPool}
+    connect = make_connector(target, cfg)
+    # SQLAlchemy's own per-connection statement cache only pays off with long-lived connections, and behind
+    # a transaction pooler a cached statement may not exist on the next server connection.
+    statement_cache = 100 if cfg.DB_POOL == "queue" and not target.behind_pooler else 0
+
+    def creator() -> Any:
+        # The form `async_creator=` uses internally, plus the adapter argument it cannot pass.
+        return engine.sync_engine.dialect.dbapi.connect(  # type: ignore[union-attr]
+            async_creator_fn=connect, prepared_statement_cache_size=statement_cache
+        )
+
+    engine = create_async_engine(target.url, creator=creator, echo=cfg.DB_ECHO, **pool_args)
+    answer_first_connect_from_startup(engine.dialect)
+    return engine
+
+
+engine: AsyncEngine = create_engine(settings.database)
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit: for requests whose work is one statement (atomic by itself).
+
+    Saves the BEGIN and COMMIT/ROLLBACK round trips of an explicit transaction.
+    """
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+async def transaction_session() -> AsyncIterator[AsyncSession]:
+    """A session inside one transaction: committed if the request's work succeeds, rolled back otherwise."""
+    async with SessionLocal() as session, session.begin():
+        yield session

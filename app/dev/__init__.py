@@ -1,0 +1,1 @@
+"""Development-only helpers (embedded PostgreSQL). Never imported on the Lambda request path."""

@@ -1,0 +1,7 @@
+"""SQLModel tables. Importing this package registers every table on `metadata` (Alembic relies on it)."""
+
+from app.models.base import metadata
+from app.models.task import Task, TaskPriority, TaskStatus
+from app.models.user import User
+
+__all__ = ["Task", "TaskPriority", "TaskStatus", "User", "metadata"]

@@ -1,0 +1,67 @@
+"""Password hashing (argon2 via pwdlib) and access tokens (HS256 JWT).
+
+The hasher is imported on first use: only register, login and password changes need it, and it is not free to
+import on a Lambda cold start.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING
+
+import jwt
+
+from app.config import settings
+
+if TYPE_CHECKING:
+    from pwdlib import PasswordHash
+
+
+@cache
+def _hasher() -> PasswordHash:
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    return PasswordHash((Argon2Hasher(),))
+
+
+@cache
+def _dummy_hash() -> str:
+    # Verified against when an email is unknown, so the response time does not reveal which emails exist.
+    return _hasher().hash("dummy-password-for-constant-time-login")
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password: str, hashed: str | None) -> bool:
+    """Check `password` against `hashed`; with `hashed=None` do the same work and return False."""
+    if hashed is None:
+        _hasher().verify(password, _dummy_hash())
+        return False
+    return _hasher().verify(password, hashed)
+
+
+def create_access_token(user_id: uuid.UUID, *, now: datetime | None = None, minutes: int | None = None) -> str:
+    issued = now or datetime.now(UTC)
+    lifetime = timedelta(minutes=minutes if minutes is not None else settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    claims = {"sub": str(user_id), "iat": issued, "exp": issued + lifetime}
+    return jwt.encode(claims, settings.secret_key, algorithm=settings.ALGORITHM)
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired, wrongly signed or names no user id."""
+
+
+def user_id_from_token(token: str) -> uuid.UUID:
+    """The verified `sub` of `token`. Only the configured algorithm is accepted (so never `alg: none`)."""
+    try:
+        claims = jwt.decode(
+            token, settings.secret_key, algorithms=[settings.ALGORITHM], options={"require": ["sub", "exp", "iat"]}
+        )
+        return uuid.UUID(claims["sub"])
+    except (jwt.PyJWTError, ValueError, TypeError) as error:
+        raise InvalidToken(str(error)) from None

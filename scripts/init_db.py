@@ -1,0 +1,66 @@
+"""Create the database if it is missing, apply every migration, verify the schema is at head. Re-runnable.
+
+Works against the embedded PostgreSQL (default) or any DATABASE_URL_DIRECT / DATABASE_URL, Neon included.
+"""
+
+import asyncio
+import sys
+
+import _bootstrap
+
+
+async def create_database_if_missing() -> None:
+    import asyncpg
+
+    from app.config import settings
+    from app.db import asyncpg_connect_kwargs
+
+    target = settings.database_direct
+    url = target.url
+    kwargs = asyncpg_connect_kwargs(target, settings)
+    try:
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
+            **kwargs,
+        )
+    except asyncpg.InvalidCatalogNameError:
+        maintenance = await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database="postgres",
+            **kwargs,
+        )
+        try:
+            # Identifiers cannot be parameters; quote it as PostgreSQL does.
+            await maintenance.execute('CREATE DATABASE "{}"'.format(url.database.replace('"', '""')))
+            print(f"created database {url.database}")
+        finally:
+            await maintenance.close()
+    else:
+        await connection.close()
+
+
+def migrate_and_verify() -> str:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext  # noqa: F401 - imported for its side effects on logging
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(_bootstrap.ROOT / "alembic.ini"))
+    command.upgrade(config, "head")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    command.check(config)  # raises if the models and the migrated schema differ
+    return head or "(none)"
+
+
+def main() -> int:
+    server = _bootstrap.database_ready()
+    from app.config import settings
+
+    asyncio.run(create_database_if_missing())
+    head = migrate_and_verify()
+    where = f"embedded PostgreSQL in {server.data_dir}" if server else "configured database"
+    print(f"database ready at revision {head}: {settings.database_direct.safe_url} ({where})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
