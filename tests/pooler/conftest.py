@@ -1,0 +1,48 @@
+"""A pgbouncer in transaction mode in front of the session's test database, once per test session.
+
+Without pgbouncer these tests skip with the reason (a developer's machine), except in CI (`CI` set), where a
+missing pgbouncer is a failure: .ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.pooler import pgbouncer as pgb
+
+
+def require_binary() -> str:
+    binary = pgb.find_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the pooler tests. {pgb.MISSING}", pytrace=False)
+        pytest.skip(pgb.MISSING)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_binary() -> str:
+    return require_binary()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
+    bouncer = pgb.start(database_url, binary=pgbouncer_binary)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture
+def fresh_pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
+    """A pgbouncer of the test's own, for tests that leave prepared statements on its server connections
+    (stopping it closes them)."""
+    bouncer = pgb.start(database_url, binary=pgbouncer_binary)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
