@@ -95,8 +95,14 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start(upstream_url: str, *, pool_size: int = POOL_SIZE, binary: str | None = None) -> PgBouncer:
-    """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1."""
+def start(
+    upstream_url: str, *, pool_size: int = POOL_SIZE, binary: str | None = None, auth_type: str = "scram-sha-256"
+) -> PgBouncer:
+    """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1.
+
+    Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it asks
+    of its clients.
+    """
     binary = binary or find_binary()
     if binary is None:
         raise FileNotFoundError(MISSING)
@@ -113,7 +119,7 @@ def start(upstream_url: str, *, pool_size: int = POOL_SIZE, binary: str | None =
         f"* = host={upstream.host} port={upstream.port or 5432}\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = scram-sha-256\nauth_file = {workdir / 'userlist.txt'}\n"
+        f"auth_type = {auth_type}\nauth_file = {workdir / 'userlist.txt'}\n"
         f"admin_users = {user}\n"
         "pool_mode = transaction\n"
         f"default_pool_size = {pool_size}\nmin_pool_size = 0\nreserve_pool_size = 0\nmax_client_conn = 500\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from tests.pooler import pgbouncer as pgb
 
@@ -57,3 +58,17 @@ async def test_probe_sees_none_after_unnamed_statements(fresh_pgbouncer):
         await client.close()
     found = await pgb.prepared_statements_on_servers(fresh_pgbouncer)
     assert found and all(names == [] for names in found.values()), found
+
+
+async def test_scram_client_login_as_on_neon(pgbouncer_binary, database_url):
+    bouncer = pgb.start(database_url, binary=pgbouncer_binary, auth_type="scram-sha-256")
+    try:
+        client = await asyncpg.connect(bouncer.url(), statement_cache_size=0)
+        try:
+            assert await client.fetchval("SELECT current_user") == bouncer.user
+        finally:
+            await client.close()
+        with pytest.raises(asyncpg.PostgresError, match="authentication failed"):
+            await asyncpg.connect(bouncer.url().replace(f":{bouncer.password}@", ":wrong-password@"))
+    finally:
+        bouncer.stop()
