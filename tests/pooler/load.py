@@ -1,4 +1,4 @@
-"""One load-generating process for the pooler proof (run by tests/pooler/test_proof.py, never by pytest itself).
+"""One load-generating process for the pooler proof (started by tests/pooler/test_proof.py).
 
     python -m tests.pooler.load http http://127.0.0.1:PORT --worker 1 --requests 300 --go GO --out OUT.json
     python -m tests.pooler.load lambda --worker 1 --requests 300 --go GO --out OUT.json
@@ -50,7 +50,8 @@ class Result:
         return False
 
 
-# --- transports: (method, path, json body or form, headers) -> (status, parsed body) ---------------------------
+# Transports: (method, path, json body, headers) -> (status, parsed body).
+
 
 class HttpTransport:
     def __init__(self, base_url: str) -> None:
@@ -79,14 +80,20 @@ class LambdaTransport:
             key, _, value = pair.partition("=")
             params.setdefault(key, []).append(value)
         event = adapt(
-            "awsdocs__event-v2.json", method, path, query=params, headers=headers,
-            body=None if body is None else json.dumps(body), keep_stage=False,
+            "awsdocs__event-v2.json",
+            method,
+            path,
+            query=params,
+            headers=headers,
+            body=None if body is None else json.dumps(body),
+            keep_stage=False,
         )
         response = self.handler(event, self.context)
         return response["statusCode"], response_json(response)
 
 
-# --- scenarios ---------------------------------------------------------------------------------------------------
+# Scenarios.
+
 
 def has_task_api() -> bool:
     from app.main import app
@@ -95,9 +102,11 @@ def has_task_api() -> bool:
 
 
 def task_scenario(call, worker: int, total: int, result: Result) -> dict[str, Any]:
-    """Register, then cycle through writes (create, update, delete) and reads (get, list by tag, tags, health)."""
+    """Register, then cycle through writes (create, update, delete) and reads (get, list, tags, health)."""
     email = f"load-{worker}-{uuid.uuid4().hex[:8]}@example.com"
-    status, body = call("POST", f"{API}/auth/register", body={"email": email, "password": "load-test-password-1"})
+    status, body = call(
+        "POST", f"{API}/auth/register", body={"email": email, "password": "load-test-password-1"}
+    )
     if not result.record("register", status, 201, json.dumps(body)):
         return {"email": email}
     auth = {"authorization": f"Bearer {body['access_token']}"}
@@ -108,10 +117,16 @@ def task_scenario(call, worker: int, total: int, result: Result) -> dict[str, An
         kind = step % 7
         step += 1
         if kind == 0 or not task_ids:
-            status, body = call("POST", f"{API}/tasks", headers=auth, body={
-                "title": f"load task {step}", "priority": ["low", "medium", "high", "urgent"][step % 4],
-                "tags": [tag, f"n{step % 3}"],
-            })
+            status, body = call(
+                "POST",
+                f"{API}/tasks",
+                headers=auth,
+                body={
+                    "title": f"load task {step}",
+                    "priority": ["low", "medium", "high", "urgent"][step % 4],
+                    "tags": [tag, f"n{step % 3}"],
+                },
+            )
             if result.record("create", status, 201, json.dumps(body)):
                 task_ids.append(body["id"])
                 result.creates += 1
@@ -188,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    call = HttpTransport(args.base_url) if args.mode == "http" else LambdaTransport() if args.mode == "lambda" else None
+    call = (
+        HttpTransport(args.base_url)
+        if args.mode == "http"
+        else LambdaTransport()
+        if args.mode == "lambda"
+        else None
+    )
     scenario = "engine" if args.mode == "engine" else "tasks" if has_task_api() else "health"
     Path(f"{args.out}.ready").write_text(str(os.getpid()))
     deadline = time.monotonic() + WAIT_FOR_GO_SECONDS
@@ -206,12 +227,25 @@ def main(argv: list[str] | None = None) -> int:
         extra = task_scenario(call, args.worker, args.requests, result)
     else:
         extra = health_scenario(call, args.worker, args.requests, result)
-    args.out.write_text(json.dumps({
-        "pid": os.getpid(), "mode": args.mode, "scenario": scenario, "started": started, "finished": time.time(),
-        "requests": result.requests, "by_step": result.by_step, "error_count": result.error_count,
-        "error_types": result.error_types, "errors": result.errors,
-        "creates": result.creates, "deletes": result.deletes, **extra,
-    }))
+    args.out.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "mode": args.mode,
+                "scenario": scenario,
+                "started": started,
+                "finished": time.time(),
+                "requests": result.requests,
+                "by_step": result.by_step,
+                "error_count": result.error_count,
+                "error_types": result.error_types,
+                "errors": result.errors,
+                "creates": result.creates,
+                "deletes": result.deletes,
+                **extra,
+            }
+        )
+    )
     return 0
 
 

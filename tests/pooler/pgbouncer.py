@@ -1,4 +1,4 @@
-"""A real PgBouncer process in transaction mode in front of the test PostgreSQL, like Neon's `-pooler` endpoint.
+"""A real PgBouncer in transaction mode in front of the test PostgreSQL, like Neon's `-pooler` endpoint.
 
 Debian's pgbouncer 1.18 does not track protocol-level prepared statements at all (Neon runs 1.21+ with
 `max_prepared_statements`), so code that passes through it passes through Neon's pooler too.
@@ -21,7 +21,8 @@ from app.dev.embedded import bin_dir, free_port
 
 MISSING = (
     "pgbouncer is not installed, so the tests through a transaction pooler cannot run: install it "
-    "(Debian/Ubuntu: sudo apt-get install pgbouncer; macOS: brew install pgbouncer). CI installs it in .ci/run."
+    "(Debian/Ubuntu: sudo apt-get install pgbouncer; macOS: brew install pgbouncer). "
+    "CI installs it in .ci/run."
 )
 # Small on purpose: few server connections shared by many clients is what makes a pooler-unsafe driver fail.
 POOL_SIZE = 4
@@ -30,12 +31,15 @@ POOL_SIZE = 4
 def find_binary() -> str | None:
     # Debian installs it in /usr/sbin, which is not on a regular user's PATH.
     return shutil.which("pgbouncer") or next(
-        (path for path in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(path, os.X_OK)), None
+        (path for path in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(path, os.X_OK)),
+        None,
     )
 
 
 def version(binary: str) -> str:
-    return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.split("\n")[0]
+    return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.split(
+        "\n"
+    )[0]
 
 
 @dataclass
@@ -63,9 +67,30 @@ class PgBouncer:
     def admin(self, command: str) -> list[dict[str, str]]:
         """Run a SHOW command on the admin console (simple query protocol only: psql, not asyncpg)."""
         result = subprocess.run(
-            [str(bin_dir() / "psql"), "-X", "-q", "-A", "-F", "\t", "-P", "footer=off", "-h", "127.0.0.1",
-             "-p", str(self.port), "-U", self.user, "-d", "pgbouncer", "-c", command],
-            capture_output=True, text=True, timeout=20, env={**os.environ, "PGPASSWORD": self.password},
+            [
+                str(bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-F",
+                "\t",
+                "-P",
+                "footer=off",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "pgbouncer",
+                "-c",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={**os.environ, "PGPASSWORD": self.password},
         )
         if result.returncode != 0:
             raise RuntimeError(f"pgbouncer admin {command!r} failed: {result.stderr.strip()}")
@@ -79,8 +104,10 @@ class PgBouncer:
         """The server connections pgbouncer holds to PostgreSQL for the test database."""
         return [row for row in self.admin("SHOW SERVERS") if row["database"] == self.database]
 
-    def stats(self) -> dict[str, str]:
-        return next(row for row in self.admin("SHOW STATS") if row["database"] == self.database)
+    def stats(self) -> dict[str, int]:
+        """Totals for the test database since pgbouncer started (zeros before its first client)."""
+        row = next((row for row in self.admin("SHOW STATS") if row["database"] == self.database), {})
+        return {key: int(value) for key, value in row.items() if key.startswith("total_")}
 
     def stop(self) -> None:
         if self._stopped:
@@ -96,12 +123,16 @@ class PgBouncer:
 
 
 def start(
-    upstream_url: str, *, pool_size: int = POOL_SIZE, binary: str | None = None, auth_type: str = "scram-sha-256"
+    upstream_url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    binary: str | None = None,
+    auth_type: str = "scram-sha-256",
 ) -> PgBouncer:
     """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1.
 
-    Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it asks
-    of its clients.
+    Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it
+    asks of its clients.
     """
     binary = binary or find_binary()
     if binary is None:
@@ -134,8 +165,10 @@ def start(
         for path in (workdir, *workdir.iterdir()):
             shutil.chown(path, user=run_as)
     process = subprocess.Popen(
-        [binary, "-q", str(workdir / "pgbouncer.ini")], user=run_as,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [binary, "-q", str(workdir / "pgbouncer.ini")],
+        user=run_as,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     bouncer = PgBouncer(process, workdir, port, user, password, upstream.database or "postgres", pool_size)
     deadline = time.monotonic() + 10
@@ -171,11 +204,12 @@ async def prepared_statements_on_servers(bouncer: PgBouncer) -> dict[int, list[s
     seen: dict[int, list[str]] = {}
     try:
         for connection in connections:
-            await connection.execute("BEGIN")  # pgbouncer keeps this client's server until the transaction ends
+            # pgbouncer keeps this client's server connection until the transaction ends.
+            await connection.execute("BEGIN")
         for connection in connections:
             row = await connection.fetchrow(
-                "SELECT pg_backend_pid() AS pid, coalesce(array_agg(name::text ORDER BY name), '{}') AS names "
-                "FROM pg_prepared_statements"
+                "SELECT pg_backend_pid() AS pid, "
+                "coalesce(array_agg(name::text ORDER BY name), '{}') AS names FROM pg_prepared_statements"
             )
             seen[row["pid"]] = list(row["names"])
         still_listed = {int(row["remote_pid"]) for row in bouncer.servers()}
@@ -184,6 +218,7 @@ async def prepared_statements_on_servers(bouncer: PgBouncer) -> dict[int, list[s
             await connection.close()
     if set(seen) != listed or still_listed != listed:
         raise AssertionError(
-            f"the probe reached server pids {sorted(seen)}, pgbouncer listed {sorted(listed)} then {sorted(still_listed)}"
+            f"the probe reached server pids {sorted(seen)}, "
+            f"pgbouncer listed {sorted(listed)} then {sorted(still_listed)}"
         )
     return seen

@@ -1,4 +1,4 @@
-"""The harness itself: a real pgbouncer in transaction mode, and a prepared-statement probe that can see leaks."""
+"""The harness: a real pgbouncer in transaction mode, and a prepared-statement probe that sees leaks."""
 
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ START_TIMEOUT = 60  # seconds for every worker to import the app and set up
 RUN_TIMEOUT = 240  # seconds for every worker to finish
 
 
-def app_environment(database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null") -> dict[str, str]:
+def app_environment(
+    database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null"
+) -> dict[str, str]:
     """The environment of a process running the app against `database_url`.
 
     The pgbouncer listens on 127.0.0.1 (no `-pooler` in the host), so DB_POOLER alone decides whether the
@@ -38,16 +40,34 @@ def app_environment(database_url: str, direct_url: str, *, pooler_guard: bool, p
     }
 
 
-def run_workers(mode: list[str], count: int, requests_each: int, env: dict[str, str], workdir: Path) -> list[dict]:
+def run_workers(
+    mode: list[str], count: int, requests_each: int, env: dict[str, str], workdir: Path
+) -> list[dict]:
     """Run `count` load processes at once (released together once all are set up); return their reports."""
     workdir.mkdir(parents=True, exist_ok=True)
     go = workdir / "go"
     outputs = [workdir / f"worker-{index}.json" for index in range(count)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.pooler.load", *mode, "--worker", str(index), "--requests",
-             str(requests_each), "--go", str(go), "--out", str(output)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.pooler.load",
+                *mode,
+                "--worker",
+                str(index),
+                "--requests",
+                str(requests_each),
+                "--go",
+                str(go),
+                "--out",
+                str(output),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for index, output in enumerate(outputs)
     ]
@@ -92,9 +112,23 @@ def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Ite
     port = free_port()
     log = open(log_path, "w+")  # noqa: SIM115 - closed in finally, read on failure
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--no-access-log"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
