@@ -59,14 +59,14 @@ NoNulStr = Annotated[str, AfterValidator(reject_nul)]
 
 Title = Annotated[
     str,
-    AfterValidator(reject_nul),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(reject_nul),
     Field(description="1 to 200 characters after trimming surrounding whitespace.", examples=["Buy milk"]),
 ]
 Description = Annotated[
     str,
-    AfterValidator(reject_nul),
     StringConstraints(max_length=10_000),
+    AfterValidator(reject_nul),
     Field(description="Up to 10,000 characters.", examples=["Semi-skimmed, two litres"]),
 ]
 Tag = Annotated[
@@ -88,13 +88,13 @@ OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
 Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[
     str,
-    AfterValidator(reject_nul),
     StringConstraints(min_length=8, max_length=128),
+    AfterValidator(reject_nul),
     Field(description="8 to 128 characters.", examples=["correct horse battery"]),
 ]
 FullName = Annotated[
     str,
-    AfterValidator(reject_nul),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(reject_nul),
     Field(description="1 to 200 characters after trimming.", examples=["Ada Lovelace"]),
 ]
