@@ -99,6 +99,15 @@ R409_EMAIL: dict[int | str, dict[str, Any]] = {
 R409_PASSWORD: dict[int | str, dict[str, Any]] = {
     409: _doc("Password changed by a concurrent request", "The password was changed meanwhile; try again.")
 }
+R503: dict[int | str, dict[str, Any]] = {
+    503: {
+        **_doc(
+            "The database is unreachable; retry shortly",
+            "The database is unavailable right now; retry in a few seconds.",
+        ),
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    }
+}
 R412: dict[int | str, dict[str, Any]] = {
     412: _doc(
         "If-Match names a stale version; nothing was written",

@@ -25,7 +25,7 @@ class RegisterRequest(BaseModel):
 
 
 class LoginForm(BaseModel):
-    """The OAuth2 password form (`application/x-www-form-urlencoded`), as the /docs Authorize button sends it."""
+    """The OAuth2 password form (`application/x-www-form-urlencoded`) that /docs Authorize sends."""
 
     username: NoNulStr = Field(description="The account's email address.", max_length=320)
     password: NoNulStr = Field(max_length=128)

@@ -90,11 +90,11 @@ class Task(TimestampMixin, table=True):
 PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(TaskPriority)}
 
 DUE_DATE_DESCRIPTION = (
-    "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an offset "
-    "is rejected with 422, because its instant would be ambiguous."
+    "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an "
+    "offset is rejected with 422, because its instant would be ambiguous."
 )
 
-TASK_EXAMPLE = {
+TASK_EXAMPLE: dict[str, Any] = {
     "id": "0b7e7d1c-4a4e-4f0a-9b8e-2f1d6c3a5e71",
     "title": "Renew the passport",
     "description": "Photos first",
@@ -187,7 +187,7 @@ class TaskPage(BaseModel):
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
-        description="Pass as `cursor` (with the same filters and sort) for the next page; null on the last page."
+        description="Pass as `cursor` (same filters and sort) for the next page; null on the last page."
     )
 
 
@@ -248,13 +248,13 @@ class TaskListQuery(BaseModel):
     )
     q: SearchText | None = pydantic.Field(
         default=None,
-        description="Case-insensitive substring of the title or the description; `%` and `_` match literally. "
-        "Up to 200 characters; blank means no text filter.",
+        description="Case-insensitive substring of the title or the description; `%` and `_` match "
+        "literally. Up to 200 characters; blank means no text filter.",
     )
     sort: TaskSort = pydantic.Field(
         default=TaskSort.created_at_desc,
-        description="A leading `-` sorts descending. Ties are broken by id; tasks without a due date come last "
-        "in both directions; priority sorts by rank (low < medium < high < urgent).",
+        description="A leading `-` sorts descending. Ties are broken by id; tasks without a due date come "
+        "last in both directions; priority sorts by rank (low < medium < high < urgent).",
     )
     limit: int = pydantic.Field(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = pydantic.Field(

@@ -7,6 +7,7 @@ authorises and does the work, and a deleted user loses access at once.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     DateTime,
     Integer,
+    Table,
     Text,
     Uuid,
     and_,
@@ -52,8 +54,8 @@ from app.models.task import (
 from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
-tasks = Task.__table__
-users = User.__table__
+tasks: Table = Task.__table__  # type: ignore[attr-defined]
+users: Table = User.__table__  # type: ignore[attr-defined]
 
 # Exactly the columns a task reads as (TaskRead), in its order.
 TASK_COLUMNS = [tasks.c[name] for name in TaskRead.model_fields]
@@ -69,7 +71,7 @@ def _task_read(row: Any) -> TaskRead:
     return TaskRead.model_validate(row._mapping, from_attributes=False)
 
 
-# --- listing -------------------------------------------------------------------------------------------------
+# --- listing ------------------------------------------------------------------------------------------------
 
 
 def _priority_rank(priority: Any) -> ColumnElement[int]:
@@ -119,8 +121,13 @@ def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
 
 
 def _cursor_binding(user_id: uuid.UUID, query: TaskListQuery) -> str:
-    """What a cursor is valid for: this user, this sort and these filters (the page size may change)."""
-    return f"{user_id}|{query.model_dump_json(exclude={'cursor', 'limit'})}"
+    """What a cursor is valid for: this user, this sort and these filters (the page size may change).
+
+    Repeated parameters are sorted, so `tag=a&tag=b` and `tag=b&tag=a` are the same query.
+    """
+    filters = query.model_dump(mode="json", exclude={"cursor", "limit"})
+    canonical = {name: sorted(value) if isinstance(value, list) else value for name, value in filters.items()}
+    return f"{user_id}|{json.dumps(canonical, sort_keys=True)}"
 
 
 def _cursor_key(sort: TaskSort, task: TaskRead) -> list[Any]:
@@ -192,7 +199,7 @@ async def list_tasks(connection: AsyncConnection, user_id: uuid.UUID, query: Tas
     return TaskPage(items=items, next_cursor=next_cursor)
 
 
-# --- single tasks --------------------------------------------------------------------------------------------
+# --- single tasks -------------------------------------------------------------------------------------------
 
 
 async def create_task(connection: AsyncConnection, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
@@ -314,7 +321,7 @@ async def delete_task(
     await _guarded(connection, user_id, task_id, expected, write)
 
 
-# --- tags ----------------------------------------------------------------------------------------------------
+# --- tags ---------------------------------------------------------------------------------------------------
 
 TAG_COUNTS = text(
     """
@@ -337,4 +344,4 @@ async def tag_counts(connection: AsyncConnection, user_id: uuid.UUID) -> list[tu
     rows = (await connection.execute(TAG_COUNTS, {"user_id": user_id})).all()
     if not rows:
         raise AccountGone
-    return [(row.tag, row.count) for row in rows if row.tag is not None]
+    return [(row.tag, row._mapping["count"]) for row in rows if row.tag is not None]

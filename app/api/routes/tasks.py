@@ -86,7 +86,7 @@ async def update_task(
     connection: ConnectionDep,
     response: Response,
 ) -> TaskRead:
-    """Changes the fields present in the body; with `If-Match: "<version>"` only if nobody changed it meanwhile."""
+    """Changes the fields present in the body; with `If-Match: "<version>"` only at that version."""
     changes = body.model_dump(exclude_unset=True)
     task = await task_queries.update_task(connection, user_id, task_id, changes, expected)
     return _etag(response, task)
