@@ -95,10 +95,10 @@ class LambdaTransport:
 # Scenarios.
 
 
-def has_task_api() -> bool:
-    from app.main import app
-
-    return any(getattr(route, "path", "") == f"{API}/auth/register" for route in app.routes)
+def has_task_api(call) -> bool:
+    """Whether the app serves the task routes (asked over the transport: HTTP workers never import it)."""
+    status, schema = call("GET", "/openapi.json")
+    return status == 200 and f"{API}/auth/register" in schema["paths"]
 
 
 def task_scenario(call, worker: int, total: int, result: Result) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "lambda"
         else None
     )
-    scenario = "engine" if args.mode == "engine" else "tasks" if has_task_api() else "health"
+    scenario = "engine" if args.mode == "engine" else "tasks" if has_task_api(call) else "health"
     Path(f"{args.out}.ready").write_text(str(os.getpid()))
     deadline = time.monotonic() + WAIT_FOR_GO_SECONDS
     while not args.go.exists():
