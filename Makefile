@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-pooler lint format typecheck migrate seed db-init db-stop clean
+.PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,7 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app alembic scripts tests bench
 	$(BIN)/ruff format app alembic scripts tests bench
 
+.PHONY: test-pooler
 test-pooler: install ## Only the tests through a real pgbouncer in transaction mode (needs pgbouncer)
 	$(BIN)/python -m pytest tests/pooler tests/test_compose.py $(PYTEST_ARGS)
 
