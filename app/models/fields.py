@@ -6,6 +6,7 @@ field) instead of failing in the database (a 500).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -84,6 +85,18 @@ TagList = Annotated[
     ),
 ]
 OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
+
+# "2026-05-01T17:00:00 02:00": an unencoded "+" in a URL query arrives as a space.
+_PLUS_DECODED_AS_SPACE = re.compile(r".*\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
+
+
+def hint_encoded_plus(value: object) -> object:
+    if isinstance(value, str) and _PLUS_DECODED_AS_SPACE.fullmatch(value):
+        raise ValueError("has a space before its offset: in a URL, write the '+' of the offset as %2B")
+    return value
+
+
+QueryDatetime = Annotated[datetime, BeforeValidator(hint_encoded_plus), AfterValidator(require_offset)]
 
 Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[

@@ -11,7 +11,16 @@ from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
-from app.models.fields import NUL_MESSAGE, OFFSET_MESSAGE, Description, OffsetDatetime, Tag, TagList, Title
+from app.models.fields import (
+    NUL_MESSAGE,
+    OFFSET_MESSAGE,
+    Description,
+    OffsetDatetime,
+    QueryDatetime,
+    Tag,
+    TagList,
+    Title,
+)
 
 
 class TaskStatus(StrEnum):
@@ -240,10 +249,10 @@ class TaskListQuery(BaseModel):
     overdue: bool = pydantic.Field(
         default=False, description="`true`: only tasks due before now and not done. `false` does not filter."
     )
-    due_before: OffsetDatetime | None = pydantic.Field(
+    due_before: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly before this instant; " + OFFSET_MESSAGE + "."
     )
-    due_after: OffsetDatetime | None = pydantic.Field(
+    due_after: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly after this instant; " + OFFSET_MESSAGE + "."
     )
     q: SearchText | None = pydantic.Field(
