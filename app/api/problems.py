@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -52,6 +53,26 @@ def invalid_cursor(error: InvalidCursor, cursor: str | None) -> RequestValidatio
     )
 
 
+# Validation errors echo the offending input back; never for these (responses end up in logs and traces).
+SECRET_FIELDS = frozenset({"password", "current_password"})
+REDACTED = "[redacted]"
+
+
+def _redact(error: dict[str, Any]) -> dict[str, Any]:
+    loc = tuple(str(part) for part in error.get("loc", ()))
+    # loc == ("body",): the whole body was the wrong type, and it may hold a password.
+    if "input" in error and (SECRET_FIELDS.intersection(loc) or loc == ("body",)):
+        return {**error, "input": REDACTED}
+    return error
+
+
+async def validation_failed(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 shape, with secrets removed from the echoed input."""
+    assert isinstance(error, RequestValidationError)
+    errors = [_redact(dict(item)) for item in error.errors()]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
 def register_problem_handlers(app: FastAPI) -> None:
     async def account_gone(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
@@ -63,6 +84,7 @@ def register_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, VersionMismatch)
         return precondition_failed(error.current)
 
+    app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(AccountGone, account_gone)
     app.add_exception_handler(TaskNotFound, task_not_found)
     app.add_exception_handler(VersionMismatch, version_mismatch)
