@@ -5,6 +5,7 @@ Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenti
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -66,11 +67,18 @@ def _redact(error: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an echoed input may hold a lone surrogate, which UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 async def validation_failed(request: Request, error: Exception) -> JSONResponse:
     """FastAPI's 422 shape, with secrets removed from the echoed input."""
     assert isinstance(error, RequestValidationError)
     errors = [_redact(dict(item)) for item in error.errors()]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+    return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
 def register_problem_handlers(app: FastAPI) -> None:

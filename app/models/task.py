@@ -12,7 +12,6 @@ from sqlmodel import Field
 
 from app.models.base import TimestampMixin
 from app.models.fields import (
-    NUL_MESSAGE,
     OFFSET_MESSAGE,
     Description,
     OffsetDatetime,
@@ -20,6 +19,7 @@ from app.models.fields import (
     Tag,
     TagList,
     Title,
+    storable_text,
 )
 
 
@@ -272,7 +272,7 @@ class TaskListQuery(BaseModel):
 
     @field_validator("q", "cursor")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError(NUL_MESSAGE)
-        return value or None
+    def _storable(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # blank means "not given" (q is already trimmed)
+        return storable_text(value)
