@@ -32,13 +32,8 @@ def test_neon_pooled_url_pasted_unchanged_is_usable_by_asyncpg():
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        "postgres://u:p@h:5432/d",
-        "postgresql://u:p@h:5432/d",
-        "postgresql+asyncpg://u:p@h:5432/d",
-        "postgresql+psycopg2://u:p@h:5432/d",
-        "  postgresql://u:p@h:5432/d  ",
-    ],
+    ["postgres://u:p@h:5432/d", "postgresql://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d",
+     "postgresql+psycopg2://u:p@h:5432/d", "  postgresql://u:p@h:5432/d  "],
 )
 def test_every_postgres_scheme_becomes_asyncpg(raw):
     target = normalize_database_url(raw)
@@ -63,9 +58,7 @@ def test_libpq_parameters_are_translated_or_dropped(query, expected):
 
 
 def test_pooler_can_be_forced_for_other_poolers():
-    assert normalize_database_url(
-        "postgresql://u:p@pgbouncer.internal:6432/d", force_pooler=True
-    ).behind_pooler
+    assert normalize_database_url("postgresql://u:p@pgbouncer.internal:6432/d", force_pooler=True).behind_pooler
 
 
 def test_percent_encoded_password_survives():
@@ -107,9 +100,7 @@ def test_settings_derive_the_direct_url(monkeypatch):
     assert settings.database.behind_pooler
     assert settings.database_direct.url.host == "ep-cool-darkness-123456.us-east-2.aws.neon.tech"
     assert not settings.database_direct.behind_pooler
-    explicit = Settings(
-        _env_file=None, DATABASE_URL=NEON_POOLED, DATABASE_URL_DIRECT="postgresql://u:p@other/d"
-    )
+    explicit = Settings(_env_file=None, DATABASE_URL=NEON_POOLED, DATABASE_URL_DIRECT="postgresql://u:p@other/d")
     assert explicit.database_direct.url.host == "other"
 
 
@@ -117,13 +108,8 @@ def test_printing_settings_never_shows_secrets():
     settings = Settings(
         _env_file=None, DATABASE_URL=NEON_POOLED, SECRET_KEY="k" * 40, ENVIRONMENT=Environment.production
     )
-    for rendering in (
-        repr(settings),
-        str(settings),
-        str(settings.model_dump()),
-        repr(settings.database),
-        settings.database.safe_url,
-    ):
+    for rendering in (repr(settings), str(settings), str(settings.model_dump()), repr(settings.database),
+                      settings.database.safe_url):
         assert "AbC123dEf" not in rendering
         assert "k" * 40 not in rendering
 
@@ -147,11 +133,9 @@ def test_local_and_test_accept_the_development_defaults():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [
-        ('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
-        ("https://a.example, https://b.example", ["https://a.example", "https://b.example"]),
-        ("", []),
-    ],
+    [('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
+     ("https://a.example, https://b.example", ["https://a.example", "https://b.example"]),
+     ("", [])],
 )
 def test_allowed_origins_accept_json_or_commas(monkeypatch, value, expected):
     monkeypatch.setenv("ALLOWED_ORIGINS", value)
@@ -167,10 +151,7 @@ def test_connect_timeout_is_bounded(timeout):
 def _import_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import app.main, app.db; print(app.db.engine.url)"],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60,
     )
 
 

@@ -30,16 +30,9 @@ async def fresh_database_url(database_url):
 async def tables_and_functions(url: str) -> tuple[set[str], set[str]]:
     connection = await asyncpg.connect(url)
     try:
-        tables = {
-            r["tablename"]
-            for r in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        }
-        functions = {
-            r["proname"]
-            for r in await connection.fetch(
-                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
-            )
-        }
+        tables = {r["tablename"] for r in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        functions = {r["proname"] for r in await connection.fetch(
+            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
         return tables, functions
     finally:
         await connection.close()

@@ -88,33 +88,23 @@ async def test_updated_at_is_bumped_by_a_raw_update(db):
 
 
 async def test_tags_are_text_array_with_a_gin_index_chosen_for_containment(db):
-    assert (
-        await db.fetchval(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tasks'::regclass AND attname = 'tags'"
-        )
-        == "text[]"
-    )
-    assert "USING gin (tags)" in await db.fetchval(
-        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_tags_gin'"
-    )
+    assert await db.fetchval(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tasks'::regclass AND attname = 'tags'"
+    ) == "text[]"
+    assert "USING gin (tags)" in await db.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_tags_gin'")
     user_id = await make_user(db)
     for i in range(200):
         await make_task(db, user_id, tags=["x"] if i % 50 == 0 else ["other", f"t{i}"])
     await db.execute("ANALYZE tasks")
     async with db.transaction():
         await db.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(
-            r[0] for r in await db.fetch("EXPLAIN SELECT id FROM tasks WHERE tags @> ARRAY['x']")
-        )
+        plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN SELECT id FROM tasks WHERE tags @> ARRAY['x']"))
     assert "ix_tasks_tags_gin" in plan, plan
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE tags @> ARRAY['x']") == 4
 
 
 async def test_per_user_listing_indexes_exist(db):
-    indexes = {
-        r["indexname"]: r["indexdef"]
-        for r in await db.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'")
-    }
+    indexes = {r["indexname"]: r["indexdef"] for r in await db.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'")}
     assert "(user_id, status, created_at, id)" in indexes["ix_tasks_user_status_created"]
     assert "(user_id, priority, created_at, id)" in indexes["ix_tasks_user_priority_created"]
     assert "(user_id, created_at, id)" in indexes["ix_tasks_user_created"]
