@@ -40,20 +40,6 @@ def precondition_failed(current: int) -> JSONResponse:
     )
 
 
-def invalid_cursor(error: InvalidCursor, cursor: str | None) -> RequestValidationError:
-    """A bad cursor reads like any other validation error, naming the `cursor` query parameter."""
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": ("query", "cursor"),
-                "msg": f"Value error, cursor {error}",
-                "input": cursor,
-            }
-        ]
-    )
-
-
 # Validation errors echo the offending input back; never for these (responses end up in logs and traces).
 SECRET_FIELDS = frozenset({"password", "current_password"})
 REDACTED = "[redacted]"
@@ -82,6 +68,12 @@ async def validation_failed(request: Request, error: Exception) -> JSONResponse:
 
 
 def register_problem_handlers(app: FastAPI) -> None:
+    async def invalid_cursor(request: Request, error: Exception) -> JSONResponse:
+        # A bad cursor reads like any other validation error, naming the `cursor` query parameter.
+        cursor = request.query_params.get("cursor")
+        problem = {"type": "value_error", "loc": ("query", "cursor"), "msg": f"Value error, cursor {error}"}
+        return await validation_failed(request, RequestValidationError([{**problem, "input": cursor}]))
+
     async def account_gone(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
 
@@ -93,6 +85,7 @@ def register_problem_handlers(app: FastAPI) -> None:
         return precondition_failed(error.current)
 
     app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(AccountGone, account_gone)
     app.add_exception_handler(TaskNotFound, task_not_found)
     app.add_exception_handler(VersionMismatch, version_mismatch)
