@@ -180,3 +180,23 @@ async def test_a_bad_token_is_rejected_before_any_database_connection(client, mo
         "/api/v1/tasks", headers={"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"}
     )
     assert with_valid_token.status_code == 503  # proves the patched engine is the one requests use
+
+
+async def test_validation_errors_never_echo_passwords(client, db):
+    secret = "shortpw"
+    responses = [
+        await client.post(REGISTER, json={"email": "ada@example.com", "password": "sh\x00rt" + secret}),
+        await client.post(REGISTER, json={"email": "ada@example.com", "password": secret}),
+        await client.post(REGISTER, json=[{"email": "ada@example.com", "password": secret}]),
+        await client.post(LOGIN, data={"username": "ada@example.com", "password": secret + "\x00"}),
+    ]
+    account = await make_account(db)
+    responses.append(
+        await client.patch(
+            "/api/v1/users/me", json={"password": secret, "current_password": secret}, headers=account.headers
+        )
+    )
+    for response in responses:
+        assert response.status_code == 422
+        assert secret not in response.text
+        assert "[redacted]" in response.text

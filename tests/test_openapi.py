@@ -5,7 +5,7 @@ from __future__ import annotations
 EXPECTED_OPERATIONS = {
     ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "422"}),
     ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "422"}),
-    ("get", "/api/v1/users/me"): ("users_me", {"200", "401"}),
+    ("get", "/api/v1/users/me"): ("users_get_me", {"200", "401"}),
     ("patch", "/api/v1/users/me"): ("users_update_me", {"200", "400", "401", "422"}),
     ("delete", "/api/v1/users/me"): ("users_delete_me", {"204", "401"}),
     ("get", "/api/v1/tasks"): ("tasks_list", {"200", "401", "422"}),

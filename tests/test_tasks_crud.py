@@ -335,3 +335,26 @@ async def test_tags_with_counts_most_used_first_and_only_mine(client, db):
         {"tag": "home", "count": 2},
         {"tag": "work", "count": 1},
     ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (rb'{"title": "x\ud800y"}', "title"),
+        (rb'{"title": "ok", "description": "\udfff"}', "description"),
+        (rb'{"title": "ok", "tags": ["ok", "\ud800"]}', "tags"),
+    ],
+)
+async def test_lone_surrogates_are_422_not_500(client, db, raw, field):
+    """`\\ud800` is valid JSON but cannot be encoded as UTF-8: it must never reach the driver."""
+    account = await make_account(db)
+    headers = {**account.headers, "Content-Type": "application/json"}
+    assert error_fields(await client.post(TASKS, content=raw, headers=headers)) == {field}
+    task = await create_task(client, account, title="Keep")
+    assert error_fields(await client.patch(f"{TASKS}/{task['id']}", content=raw, headers=headers)) == {field}
+
+
+async def test_emoji_and_other_astral_characters_are_fine(client, db):
+    account = await make_account(db)
+    task = await create_task(client, account, title="Ship it \U0001f680", tags=["\U0001f3e0 home"])
+    assert (task["title"], task["tags"]) == ("Ship it \U0001f680", ["\U0001f3e0 home"])

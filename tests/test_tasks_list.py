@@ -156,3 +156,12 @@ async def test_default_sort_is_newest_first_and_limit_defaults_to_20(client, db)
     page = (await client.get(TASKS, headers=account.headers)).json()
     assert [task["title"] for task in page["items"]] == [f"Task {i:02}" for i in range(20)]
     assert page["next_cursor"] is not None
+
+
+async def test_an_unencoded_plus_in_a_due_filter_gets_a_hint(client, db):
+    account = await make_account(db)
+    response = await client.get(f"{TASKS}?due_after=2026-12-01T00:00:00+01:00", headers=account.headers)
+    assert error_fields(response) == {"due_after"}
+    assert "%2B" in response.json()["detail"][0]["msg"]
+    encoded = await client.get(f"{TASKS}?due_after=2026-12-01T00:00:00%2B01:00", headers=account.headers)
+    assert encoded.status_code == 200

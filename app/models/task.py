@@ -11,7 +11,16 @@ from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
-from app.models.fields import NUL_MESSAGE, OFFSET_MESSAGE, Description, OffsetDatetime, Tag, TagList, Title
+from app.models.fields import (
+    OFFSET_MESSAGE,
+    Description,
+    OffsetDatetime,
+    QueryDatetime,
+    Tag,
+    TagList,
+    Title,
+    storable_text,
+)
 
 
 class TaskStatus(StrEnum):
@@ -240,10 +249,10 @@ class TaskListQuery(BaseModel):
     overdue: bool = pydantic.Field(
         default=False, description="`true`: only tasks due before now and not done. `false` does not filter."
     )
-    due_before: OffsetDatetime | None = pydantic.Field(
+    due_before: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly before this instant; " + OFFSET_MESSAGE + "."
     )
-    due_after: OffsetDatetime | None = pydantic.Field(
+    due_after: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly after this instant; " + OFFSET_MESSAGE + "."
     )
     q: SearchText | None = pydantic.Field(
@@ -263,7 +272,7 @@ class TaskListQuery(BaseModel):
 
     @field_validator("q", "cursor")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError(NUL_MESSAGE)
-        return value or None
+    def _storable(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # blank means "not given" (q is already trimmed)
+        return storable_text(value)

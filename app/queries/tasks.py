@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +38,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.models.task import (
@@ -253,8 +256,8 @@ async def _guarded(
     user_id: uuid.UUID,
     task_id: uuid.UUID,
     expected: list[int] | None,
-    build_write: Any,
-) -> Any:
+    build_write: Callable[[list[ColumnElement[bool]]], ReturningDelete[Any] | ReturningUpdate[Any]],
+) -> Row[Any]:
     """Run a write on one task in a single statement that also tells 401, 404 and 412 apart.
 
         WITH account AS (the active user), owned AS (the task's version, if the user owns it),
@@ -271,7 +274,7 @@ async def _guarded(
         .where(tasks.c.id == task_id, tasks.c.user_id.in_(select(account.c.id)))
         .cte("owned")
     )
-    target = [tasks.c.id.in_(select(owned.c.id))]
+    target: list[ColumnElement[bool]] = [tasks.c.id.in_(select(owned.c.id))]
     if expected is not None:
         target.append(tasks.c.version.in_(expected))
     written = build_write(target).cte("written")
@@ -283,7 +286,7 @@ async def _guarded(
         raise AccountGone
     if row.current_version is None:
         raise TaskNotFound
-    if row.written_id is None:
+    if row.id is None:
         if expected is not None:
             raise VersionMismatch(row.current_version)
         raise TaskNotFound  # deleted by a concurrent request between the snapshot and the write
@@ -304,19 +307,17 @@ async def update_task(
             raise VersionMismatch(task.version)
         return task
 
-    def write(target: list[ColumnElement[bool]]) -> Any:
-        returned = [column.label(f"written_{column.name}") for column in TASK_COLUMNS]
-        return update(tasks).where(*target).values(_set_clause(changes)).returning(*returned)
+    def write(target: list[ColumnElement[bool]]) -> ReturningUpdate[Any]:
+        return update(tasks).where(*target).values(_set_clause(changes)).returning(*TASK_COLUMNS)
 
-    row = await _guarded(connection, user_id, task_id, expected, write)
-    return TaskRead.model_validate({name: row._mapping[f"written_{name}"] for name in TaskRead.model_fields})
+    return _task_read(await _guarded(connection, user_id, task_id, expected, write))
 
 
 async def delete_task(
     connection: AsyncConnection, user_id: uuid.UUID, task_id: uuid.UUID, expected: list[int] | None
 ) -> None:
-    def write(target: list[ColumnElement[bool]]) -> Any:
-        return delete(tasks).where(*target).returning(tasks.c.id.label("written_id"))
+    def write(target: list[ColumnElement[bool]]) -> ReturningDelete[Any]:
+        return delete(tasks).where(*target).returning(tasks.c.id)
 
     await _guarded(connection, user_id, task_id, expected, write)
 

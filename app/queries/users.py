@@ -81,6 +81,6 @@ async def update_user(
 
 async def delete_user(connection: AsyncConnection, user_id: uuid.UUID) -> None:
     """Delete the user; their tasks go with them (ON DELETE CASCADE)."""
-    statement = delete(users).where(users.c.id == user_id).returning(users.c.id)
+    statement = delete(users).where(users.c.id == user_id, users.c.is_active).returning(users.c.id)
     if (await connection.execute(statement)).first() is None:
         raise AccountGone
