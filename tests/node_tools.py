@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,9 @@ def osls_env(**extra: str) -> dict[str, str]:
     # The test session's database settings must not leak into packaged templates.
     for key in ("DATABASE_URL", "DATABASE_URL_DIRECT", "SECRET_KEY", "ENVIRONMENT", "ALLOWED_ORIGINS"):
         env.pop(key, None)
+    if sys.version_info[:2] == (3, 11):
+        # The interpreter running the tests is a Python 3.11 with pip: it can build the zip's bytecode.
+        env.setdefault("LAMBDA_PYTHON", sys.executable)
     return {**env, **OFFLINE_AWS_ENV, **extra}
 
 
