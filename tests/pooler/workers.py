@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 
 START_TIMEOUT = 60  # seconds for every worker to import the app and set up
 RUN_TIMEOUT = 240  # seconds for every worker to finish
+READY_TIMEOUT = 60  # seconds for uvicorn to answer its readiness check
 
 
 def app_environment(
@@ -132,7 +133,7 @@ def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Ite
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"uvicorn exited with code {process.returncode}: {_log_tail(log)}")
@@ -142,7 +143,7 @@ def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Ite
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"uvicorn was not ready within 30 s: {_log_tail(log)}")
+                raise AssertionError(f"uvicorn was not ready within {READY_TIMEOUT} s: {_log_tail(log)}")
             time.sleep(0.1)
         yield base_url
     finally:
