@@ -2,7 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import health
+from app.api.problems import R503
+from app.api.routes import auth, health, tags, tasks, users
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+for module in (auth, users, tasks, tags):
+    api_router.include_router(module.router, responses=R503)

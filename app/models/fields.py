@@ -1,0 +1,119 @@
+"""Constrained field types shared by the request schemas: one place for each input rule.
+
+PostgreSQL cannot store NUL characters, and a lone UTF-16 surrogate (`"\ud800"` is valid JSON) cannot be
+encoded as UTF-8 at all: every text input rejects both here, with a 422 naming the field, instead of failing
+in the driver or the database with a 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints
+
+NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
+SURROGATE_MESSAGE = "must be valid Unicode (it contains an unpaired surrogate)"
+OFFSET_MESSAGE = "needs a timezone offset, e.g. 2026-05-01T17:00:00Z or 2026-05-01T19:00:00+02:00"
+
+MAX_TAGS = 20
+TAG_MAX_LENGTH = 50
+
+
+def storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(SURROGATE_MESSAGE) from None
+    return value
+
+
+def require_offset(value: datetime) -> datetime:
+    """Accept only timezone-aware datetimes and normalise them to UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(OFFSET_MESSAGE)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC equivalent in Python
+        raise ValueError("is out of the supported date range") from None
+
+
+def normalize_tag(value: str) -> str:
+    storable_text(value)
+    tag = value.strip().lower()
+    if not 1 <= len(tag) <= TAG_MAX_LENGTH:
+        raise ValueError(f"each tag must be 1 to {TAG_MAX_LENGTH} characters after trimming")
+    return tag
+
+
+def dedupe(tags: Iterable[str]) -> list[str]:
+    """Drop repeated tags, keeping the first-seen order."""
+    return list(dict.fromkeys(tags))
+
+
+def limit_tags(tags: list[str]) -> list[str]:
+    tags = dedupe(tags)
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return tags
+
+
+StorableStr = Annotated[str, AfterValidator(storable_text)]
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable_text),
+    Field(description="1 to 200 characters after trimming surrounding whitespace.", examples=["Buy milk"]),
+]
+Description = Annotated[
+    str,
+    StringConstraints(max_length=10_000),
+    AfterValidator(storable_text),
+    Field(description="Up to 10,000 characters.", examples=["Semi-skimmed, two litres"]),
+]
+Tag = Annotated[
+    str,
+    BeforeValidator(lambda v: normalize_tag(v) if isinstance(v, str) else v),
+    Field(description=f"1 to {TAG_MAX_LENGTH} characters; trimmed and lower-cased.", examples=["errand"]),
+]
+TagList = Annotated[
+    list[Tag],
+    AfterValidator(limit_tags),
+    Field(
+        description=f"Up to {MAX_TAGS} tags, each 1 to {TAG_MAX_LENGTH} characters. Normalised: trimmed, "
+        "lower-cased, de-duplicated, first-seen order kept.",
+        examples=[["errand", "home"]],
+    ),
+]
+OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
+
+# "2026-05-01T17:00:00 02:00": an unencoded "+" in a URL query arrives as a space.
+_PLUS_DECODED_AS_SPACE = re.compile(r".*\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
+
+
+def hint_encoded_plus(value: object) -> object:
+    if isinstance(value, str) and _PLUS_DECODED_AS_SPACE.fullmatch(value):
+        raise ValueError("has a space before its offset: in a URL, write the '+' of the offset as %2B")
+    return value
+
+
+QueryDatetime = Annotated[datetime, BeforeValidator(hint_encoded_plus), AfterValidator(require_offset)]
+
+Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=128),
+    AfterValidator(storable_text),
+    Field(description="8 to 128 characters.", examples=["correct horse battery"]),
+]
+FullName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable_text),
+    Field(description="1 to 200 characters after trimming.", examples=["Ada Lovelace"]),
+]
