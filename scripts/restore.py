@@ -25,8 +25,8 @@ def check_revision(file: Path, revision: str | None, head: str, migrate: bool) -
 
     if revision is None:
         raise SystemExit(
-            f"{file} holds no alembic_version row: it is not a backup of this project's database (or of one that "
-            "was never migrated). Nothing was changed."
+            f"{file} holds no alembic_version row: it is not a backup of this project's database (or of one "
+            "that was never migrated). Nothing was changed."
         )
     if revision == head:
         return
@@ -36,16 +36,18 @@ def check_revision(file: Path, revision: str | None, head: str, migrate: bool) -
         if migrate:
             return
         raise SystemExit(
-            f"{file} was taken at revision {revision}; this code's migrations end at {head}. Nothing was changed.\n"
-            f"Either restore it and migrate it forward in one go:\n"
+            f"{file} was taken at revision {revision}; this code's migrations end at {head}. "
+            "Nothing was changed.\n"
+            "Either restore it and migrate it forward in one go:\n"
             f"    make db-restore FILE={file} MIGRATE=1\n"
             f"or check out the code at revision {revision} to restore it as it was."
         )
     raise SystemExit(
         f"{file} was taken at revision {revision}, which this code does not know (its head is {head}): the "
         "backup comes from newer or different code. Nothing was changed.\n"
-        f"Check out the commit that has the revision (git log --all --oneline -- 'alembic/versions/{revision}_*'), "
-        "restore there with `make db-restore`, and run this older code only after `make db-downgrade` there."
+        "Check out the commit that has the revision "
+        f"(git log --all --oneline -- 'alembic/versions/{revision}_*'), restore there (make db-restore), "
+        "and run this older code only after `make db-downgrade` there."
     )
 
 
@@ -73,7 +75,8 @@ async def make_room(file: Path, yes: bool) -> None:
         _pg.confirm(
             f"{db.safe_url} is not empty ({await describe(connection)}). Restoring {file.name} first drops "
             "every table of the task API in it, as `make db-reset` does.",
-            expected=db.url.database or "", yes=yes,
+            expected=db.url.database or "",
+            yes=yes,
             how_to_skip=f"{db.safe_url} is not empty; run `make db-restore FILE={file} YES=1` to replace its "
             "contents, or point DATABASE_URL_DIRECT at an empty database.",
         )
@@ -128,9 +131,16 @@ def restore(file: Path, yes: bool, migrate: bool) -> None:
     asyncio.run(make_room(file, yes))
     _pg.run_tool(
         pg_restore,
-        ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-         f"--dbname={db.url.database}", str(file)],
-        _pg.libpq_env(), f"Restoring {file.name} into {db.safe_url}",
+        [
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            f"--dbname={db.url.database}",
+            str(file),
+        ],
+        _pg.libpq_env(),
+        f"Restoring {file.name} into {db.safe_url}",
     )
     counts = asyncio.run(verify(contents.revision, contents.row_counts))
     rows = ", ".join(f"{t.split('.', 1)[1]}: {n}" for t, n in sorted(counts.items()))
@@ -144,11 +154,20 @@ def restore(file: Path, yes: bool, migrate: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", nargs="?", default="", help="the archive, e.g. backups/task-api_..._rev-0001.dump")
-    parser.add_argument("--yes", action="store_true", help="replace a non-empty database without asking (YES=1)")
-    parser.add_argument("--migrate", action="store_true",
-                        help="accept an archive at an older revision and migrate it to head (MIGRATE=1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "file", nargs="?", default="", help="the archive, e.g. backups/task-api_..._rev-0001.dump"
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="replace a non-empty database without asking (YES=1)"
+    )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="accept an archive at an older revision and migrate it to head (MIGRATE=1)",
+    )
     args = parser.parse_args(argv)
     if not args.file:
         parser.error("which archive? make db-restore FILE=backups/task-api_<time>_rev-<revision>.dump")

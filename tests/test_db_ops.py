@@ -19,11 +19,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
+from alembic import command
 from tests.conftest import ROOT, alembic_config_for
 
 SCRIPTS = ROOT / "scripts"
@@ -97,14 +97,29 @@ async def dbs(database_url):
         await databases.teardown()
 
 
-def run(script: str, url: str, *args: str, env: dict[str, str] | None = None, check: bool = True,
-        secret: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    script: str,
+    url: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    secret: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run one of our scripts as a user would: a fresh process, the database given by DATABASE_URL."""
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / script), *args],
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "ENVIRONMENT": "test",
-             **(env or {})},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": url,
+            "DATABASE_URL_DIRECT": url,
+            "ENVIRONMENT": "test",
+            **(env or {}),
+        },
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
     )
     if secret is not None:
         assert secret not in result.stdout + result.stderr, f"{script} printed the password"
@@ -133,8 +148,8 @@ async def fingerprint(url: str) -> dict[str, tuple[int, str]]:
         for table in tables:
             assert table["pk"], f"{table['name']} has no primary key"
             row = await connection.fetchrow(
-                f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {table['pk']}), '')) AS md5 "
-                f"FROM {table['name']} t"
+                f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {table['pk']}), ''))"
+                f" AS md5 FROM {table['name']} t"
             )
             result[table["name"]] = (row["n"], row["md5"])
         return result
@@ -152,7 +167,10 @@ async def seeded(dbs: Databases, name: str, *, tasks: int = 200) -> str:
         user_id = await connection.fetchval("SELECT id FROM users ORDER BY email LIMIT 1")
         await connection.execute(
             "INSERT INTO tasks (user_id, title, description, tags) VALUES ($1, $2, $3, $4)",
-            user_id, "Tricky\ttitle", "two\nlines, a tab\t, a backslash \\ and é ✓", ["a b", "c,d", 'q"uote'],
+            user_id,
+            "Tricky\ttitle",
+            "two\nlines, a tab\t, a backslash \\ and é ✓",
+            ["a b", "c,d", 'q"uote'],
         )
         await connection.execute("UPDATE tasks SET title = title || ' (edited)' WHERE title = 'Task 7'")
     finally:
@@ -232,7 +250,9 @@ async def test_a_dump_from_unknown_code_is_refused_before_anything_changes(dbs, 
 
 async def test_an_older_dump_is_refused_then_restored_and_migrated_with_migrate(dbs, tmp_path):
     # Code one revision ahead: a copy of our migrations plus a new revision made by `make db-revision`.
-    shutil.copytree(ROOT / "alembic", tmp_path / "code" / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "alembic", tmp_path / "code" / "alembic", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(ROOT / "alembic.ini", tmp_path / "code" / "alembic.ini")
     scripts_importable()
     from new_revision import create_revision
@@ -241,11 +261,15 @@ async def test_an_older_dump_is_refused_then_restored_and_migrated_with_migrate(
     assert created.name == f"{int(HEAD) + 1:04d}_mark_tasks_as_migrated.py"
     source_text = created.read_text()
     new_head = f"{int(HEAD) + 1:04d}"
-    assert f"revision: str = '{new_head}'" in source_text and f"down_revision: str | None = '{HEAD}'" in source_text
+    assert (
+        f"revision: str = '{new_head}'" in source_text
+        and f"down_revision: str | None = '{HEAD}'" in source_text
+    )
     upgrade, downgrade = source_text.split("def downgrade() -> None:")
     created.write_text(
         upgrade.replace("    pass", "    op.execute(\"COMMENT ON TABLE tasks IS 'migrated'\")")
-        + "def downgrade() -> None:" + downgrade.replace("    pass", "    op.execute('COMMENT ON TABLE tasks IS NULL')")
+        + "def downgrade() -> None:"
+        + downgrade.replace("    pass", "    op.execute('COMMENT ON TABLE tasks IS NULL')")
     )
     newer_code = {"ALEMBIC_CONFIG": str(tmp_path / "code" / "alembic.ini")}
 
@@ -294,8 +318,17 @@ def run_on_terminal(script: str, url: str, typed: str) -> subprocess.CompletedPr
         os.write(controller, typed.encode() + b"\n")
         return subprocess.run(
             [sys.executable, str(SCRIPTS / script)],
-            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "ENVIRONMENT": "test"},
-            stdin=terminal, capture_output=True, text=True, timeout=180, cwd=ROOT,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "DATABASE_URL": url,
+                "DATABASE_URL_DIRECT": url,
+                "ENVIRONMENT": "test",
+            },
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
         )
     finally:
         os.close(terminal)
@@ -308,7 +341,9 @@ async def test_reset_on_a_terminal_needs_the_database_name_typed(dbs):
 
     wrong = await asyncio.to_thread(run_on_terminal, "reset.py", url, "yes")
     assert wrong.returncode != 0 and "Not confirmed" in wrong.stderr
-    assert "ops_typed" in wrong.stdout and f"tasks: {before['tasks'][0]}," in wrong.stdout  # what would be lost
+    assert (
+        "ops_typed" in wrong.stdout and f"tasks: {before['tasks'][0]}," in wrong.stdout
+    )  # what would be lost
     assert await fingerprint(url) == before
 
     right = await asyncio.to_thread(run_on_terminal, "reset.py", url, "ops_typed")
@@ -348,4 +383,6 @@ def test_a_pg_dump_older_than_the_server_is_never_chosen():
     with pytest.raises(SystemExit) as refused:
         find_tool("pg_dump", 99)
     message = str(refused.value)
-    assert "pg_dump 99 or newer is needed" in message and "PG_BIN_DIR" in message and "make install" in message
+    assert (
+        "pg_dump 99 or newer is needed" in message and "PG_BIN_DIR" in message and "make install" in message
+    )
