@@ -70,12 +70,12 @@ async def connect(database: str | None = None):
     )
 
 
-def libpq_env(database: str | None = None) -> dict[str, str]:
+def libpq_env(db=None, database: str | None = None) -> dict[str, str]:
     """Environment for pg_dump/pg_restore: the credentials travel here, never on the command line (which
     `ps` shows to every user and which ends up in error messages and logs)."""
     from app.config import settings
 
-    db = target()
+    db = db or target()
     url = db.url
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # a stray PGSERVICE etc. would win
     env.update(

@@ -386,3 +386,42 @@ def test_a_pg_dump_older_than_the_server_is_never_chosen():
     assert (
         "pg_dump 99 or newer is needed" in message and "PG_BIN_DIR" in message and "make install" in message
     )
+
+
+def test_libpq_tools_get_neon_credentials_from_the_environment_only():
+    scripts_importable()
+    from _pg import libpq_env
+
+    from app.config import direct_url_for, normalize_database_url
+
+    pasted = (
+        "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
+        "?sslmode=require&channel_binding=require"
+    )
+    env = libpq_env(normalize_database_url(direct_url_for(pasted)))
+    assert env["PGHOST"] == "ep-cool-darkness-123456.us-east-2.aws.neon.tech"  # direct, not the pooler
+    assert (env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"]) == ("alex", "AbC123dEf", "neondb")
+    assert env["PGSSLMODE"] == "require" and env["PGPORT"] == "5432"
+    assert [k for k, v in env.items() if "AbC123dEf" in v] == ["PGPASSWORD"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["db-reset"], "scripts/reset.py"),
+        (["db-reset", "YES=1"], "scripts/reset.py --yes"),
+        (["db-reset", "YES=0"], "scripts/reset.py"),
+        (["db-restore", "FILE=b.dump", "YES=1", "MIGRATE=1"], 'scripts/restore.py "b.dump" --yes --migrate'),
+        (["db-restore", "FILE=b.dump"], 'scripts/restore.py "b.dump"'),
+        (["db-downgrade", "STEPS=2"], "scripts/alembic_cli.py downgrade -2"),
+        (["db-downgrade"], "scripts/alembic_cli.py downgrade -1"),
+        (["db-revision", "MSG=add reminders"], 'scripts/new_revision.py "add reminders"'),
+    ],
+)
+def test_make_targets_pass_their_variables(arguments, expected):
+    command_line = ["make", "--dry-run", "--old-file=install", *arguments]
+    dry_run = subprocess.run(command_line, cwd=ROOT, capture_output=True, text=True)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert expected in dry_run.stdout
+    assert ("--yes" in dry_run.stdout) == ("YES=1" in arguments)
+    assert ("--migrate" in dry_run.stdout) == ("MIGRATE=1" in arguments)
