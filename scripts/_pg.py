@@ -60,14 +60,23 @@ async def connect(database: str | None = None):
 
     db = target()
     url = db.url
-    return await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=database or url.database,
-        **asyncpg_connect_kwargs(db, settings),
-    )
+    name = database or url.database
+    try:
+        return await asyncpg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=name,
+            **asyncpg_connect_kwargs(db, settings),
+        )
+    except asyncpg.InvalidCatalogNameError:
+        raise SystemExit(
+            f"Database {name!r} does not exist on {db.safe_url}: `make db-init` creates it."
+        ) from None
+    # asyncpg's messages name the host and user, never the password.
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise SystemExit(f"Cannot connect to {db.safe_url}: {exc or type(exc).__name__}") from None
 
 
 def libpq_env(db=None, database: str | None = None) -> dict[str, str]:
@@ -162,6 +171,22 @@ def find_tool(name: str, server_major: int) -> Tool:
     )
 
 
+def newest_tool(name: str) -> Tool:
+    """The newest `name` found: for reading an archive, where only the version that wrote it matters."""
+    tools = []
+    checked: set[Path] = set()
+    for directory in _candidate_dirs():
+        path = directory / name
+        if path.is_file() and os.access(path, os.X_OK) and path.resolve() not in checked:
+            checked.add(path.resolve())
+            major = _version_of(path)
+            if major is not None:
+                tools.append(Tool(path, major))
+    if not tools:
+        return find_tool(name, 0)  # raises with the advice on how to get one
+    return max(tools, key=lambda tool: tool.major)
+
+
 def run_tool(tool: Tool, args: list[str], env: dict[str, str], what: str) -> str:
     """Run a libpq tool; on failure stop with its own error text (which never contains our password)."""
     result = subprocess.run([str(tool.path), *args], env=env, capture_output=True, text=True)
@@ -180,6 +205,7 @@ class DumpContents:
     revision: str | None
     row_counts: dict[str, int] = field(default_factory=dict)  # "public.tasks" -> rows
     server_version: str = "?"
+    pg_dump_major: int = 0  # a pg_restore older than the pg_dump that wrote the archive cannot read it
 
 
 def read_dump(pg_restore: Tool, path: Path) -> DumpContents:
@@ -189,8 +215,13 @@ def read_dump(pg_restore: Tool, path: Path) -> DumpContents:
     exactly one line (newlines inside values are escaped), so counting lines counts rows.
     """
     header = run_tool(pg_restore, ["--list", str(path)], os.environ.copy(), f"Reading {path}")
-    match = re.search(r"Dumped from database version: (\S+)", header)
-    contents = DumpContents(revision=None, server_version=match.group(1) if match else "?")
+    server = re.search(r"Dumped from database version: (\S+)", header)
+    dumped_by = re.search(r"Dumped by pg_dump version: (\d+)", header)
+    contents = DumpContents(
+        revision=None,
+        server_version=server.group(1) if server else "?",
+        pg_dump_major=int(dumped_by.group(1)) if dumped_by else 0,
+    )
     process = subprocess.Popen(
         [str(pg_restore.path), "--data-only", "--file=-", str(path)],
         stdout=subprocess.PIPE,
@@ -262,6 +293,9 @@ def confirm(question: str, *, expected: str, yes: bool, how_to_skip: str) -> Non
     if not sys.stdin.isatty():
         raise SystemExit(f"Refusing without confirmation (stdin is not a terminal): {how_to_skip}")
     print(question)
-    answer = input(f"Type {expected!r} to continue: ").strip()
+    try:
+        answer = input(f"Type {expected!r} to continue: ").strip()
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
     if answer != expected:
         raise SystemExit("Not confirmed; nothing was changed.")

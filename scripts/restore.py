@@ -121,13 +121,14 @@ def restore(file: Path, yes: bool, migrate: bool) -> None:
         hint = "\navailable:\n  " + "\n  ".join(str(p) for p in available[-10:]) if available else ""
         raise SystemExit(f"No such backup file: {file}{hint}")
     head = _pg.code_head()
-    contents = _pg.read_dump(_pg.find_tool("pg_restore", 0), file)
+    contents = _pg.read_dump(_pg.newest_tool("pg_restore"), file)
     check_revision(file, contents.revision, head, migrate)
     assert contents.revision is not None
 
     asyncio.run(create_database_if_missing())
     db = _pg.target()
-    pg_restore = _pg.find_tool("pg_restore", asyncio.run(server_major(db.url.database or "")))
+    server = asyncio.run(server_major(db.url.database or ""))
+    pg_restore = _pg.find_tool("pg_restore", max(server, contents.pg_dump_major))
     asyncio.run(make_room(file, yes))
     _pg.run_tool(
         pg_restore,

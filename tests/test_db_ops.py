@@ -425,3 +425,18 @@ def test_make_targets_pass_their_variables(arguments, expected):
     assert expected in dry_run.stdout
     assert ("--yes" in dry_run.stdout) == ("YES=1" in arguments)
     assert ("--migrate" in dry_run.stdout) == ("MIGRATE=1" in arguments)
+
+
+async def test_unreachable_or_missing_databases_get_a_message_not_a_traceback(dbs, tmp_path):
+    missing = run(
+        "backup.py", dbs.url("ops_missing"), "--dir", str(tmp_path), check=False, secret=dbs.password
+    )
+    assert missing.returncode != 0 and "does not exist" in missing.stderr and "make db-init" in missing.stderr
+
+    from app.dev.embedded import free_port
+
+    missing_url = make_url(dbs.url("ops_missing"))
+    nowhere = missing_url.set(port=free_port()).render_as_string(hide_password=False)
+    refused = run("backup.py", nowhere, "--dir", str(tmp_path), check=False, secret=dbs.password)
+    assert refused.returncode != 0 and "Cannot connect to" in refused.stderr
+    assert "Traceback" not in missing.stderr + refused.stderr
