@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import _bootstrap
+import _pgtools
 
 DEFAULT_DIR = _bootstrap.ROOT / "backups"
 PREFIX = "task-api"
@@ -46,14 +47,14 @@ def backup(output_dir: Path) -> Path:
     import _pg
 
     major = asyncio.run(server_major())
-    pg_dump = _pg.find_tool("pg_dump", major)
-    pg_restore = _pg.find_tool("pg_restore", max(major, pg_dump.major))
+    pg_dump = _pgtools.find_tool("pg_dump", major)
+    pg_restore = _pgtools.find_tool("pg_restore", max(major, pg_dump.major))
     # Dumps hold password hashes: keep them to the owner.
     output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     when = datetime.now(UTC)
     partial = output_dir / f".{PREFIX}_{when.strftime('%Y%m%dT%H%M%S%fZ')}.partial"
     try:
-        _pg.run_tool(
+        _pgtools.run_tool(
             pg_dump,
             ["--format=custom", "--no-owner", "--no-privileges", f"--file={partial}"],
             _pg.libpq_env(),
@@ -61,7 +62,7 @@ def backup(output_dir: Path) -> Path:
         )
         os.chmod(partial, 0o600)
         # Name the file after what the archive really holds: one snapshot, read back from the archive.
-        contents = _pg.read_dump(pg_restore, partial)
+        contents = _pgtools.read_dump(pg_restore, partial)
         if contents.revision is None:
             raise SystemExit(
                 "The dump has no alembic_version row: the database is not migrated (make db-init)."

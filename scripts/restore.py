@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import _bootstrap
+import _pgtools
 
 
 def check_revision(file: Path, revision: str | None, head: str, migrate: bool) -> None:
@@ -121,16 +122,16 @@ def restore(file: Path, yes: bool, migrate: bool) -> None:
         hint = "\navailable:\n  " + "\n  ".join(str(p) for p in available[-10:]) if available else ""
         raise SystemExit(f"No such backup file: {file}{hint}")
     head = _pg.code_head()
-    contents = _pg.read_dump(_pg.newest_tool("pg_restore"), file)
+    contents = _pgtools.read_dump(_pgtools.newest_tool("pg_restore"), file)
     check_revision(file, contents.revision, head, migrate)
     assert contents.revision is not None
 
     asyncio.run(create_database_if_missing())
     db = _pg.target()
     server = asyncio.run(server_major(db.url.database or ""))
-    pg_restore = _pg.find_tool("pg_restore", max(server, contents.pg_dump_major))
+    pg_restore = _pgtools.find_tool("pg_restore", max(server, contents.pg_dump_major))
     asyncio.run(make_room(file, yes))
-    _pg.run_tool(
+    _pgtools.run_tool(
         pg_restore,
         [
             "--no-owner",

