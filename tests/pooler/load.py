@@ -67,12 +67,12 @@ class HttpTransport:
 class LambdaTransport:
     def __init__(self) -> None:
         from app.handler import handler
-        from tests.lambda_support import FakeContext
+        from tests.aws_lambda.support import FakeContext
 
         self.handler, self.context = handler, FakeContext()
 
     def __call__(self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None):
-        from tests.lambda_support import adapt, response_json
+        from tests.aws_lambda.support import adapt, response_json
 
         path, _, query = path.partition("?")
         params: dict[str, list[str]] = {}
