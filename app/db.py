@@ -7,6 +7,7 @@ On Lambda every invocation opens a fresh connection (NullPool; a real pool canno
 event loop and frozen execution environments), so what matters is round trips per request:
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
 - SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
+- closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
 """
@@ -110,6 +111,23 @@ def answer_first_connect_from_startup(dialect: Dialect) -> None:
     dialect._set_backslash_escapes = set_backslash_escapes  # type: ignore[attr-defined]
 
 
+def close_without_waiting(dialect: Dialect) -> None:
+    """Close connections the way libpq's PQfinish does: send Terminate and drop the socket, no waiting.
+
+    asyncpg's `Connection.close()` sends Terminate and then waits for the server to close its side: one full
+    round trip at the end of every request on a fresh connection, for nothing. `Connection.terminate()` sends
+    the same Terminate message and closes the socket at once (asyncpg >= 0.32), so the server ends the session
+    normally, without an "unexpected EOF" in its log. By the time the pool closes a connection SQLAlchemy has
+    already reset it (rolled back any transaction), so nothing is left on the server to wait for.
+    """
+
+    def do_close(dbapi_connection: Any) -> None:
+        dbapi_connection.rollback()  # no I/O unless a transaction is still open
+        dialect.get_driver_connection(dbapi_connection).terminate()  # type: ignore[attr-defined]
+
+    dialect.do_close = do_close  # type: ignore[method-assign]
+
+
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
     """The application's engine for `target`. No I/O happens here."""
     pool_args: dict[str, Any]
@@ -131,6 +149,7 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
 
     engine = create_async_engine(target.url, creator=creator, echo=cfg.DB_ECHO, **pool_args)
     answer_first_connect_from_startup(engine.dialect)
+    close_without_waiting(engine.dialect)
     return engine
 
 
