@@ -6,6 +6,7 @@ Startup does no database work (Mangum runs with lifespan="off"; the first reques
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.problems import register_problem_handlers
 from app.api.router import api_router
 from app.config import settings
 from app.errors import register_error_handlers
@@ -31,6 +32,7 @@ def create_app() -> FastAPI:
             expose_headers=["ETag", "Location"],
         )
     register_error_handlers(app)
+    register_problem_handlers(app)
     app.include_router(api_router, prefix=API_PREFIX)
     return app
 

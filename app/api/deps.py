@@ -1,13 +1,71 @@
-"""`Annotated` dependency aliases used by the routes."""
+"""`Annotated` dependency aliases used by the routes.
 
+Declare `CurrentUserId` before `ConnectionDep`/`SessionDep` in a route: FastAPI resolves dependencies in
+order, so a bad token is answered with 401 before any database connection is opened.
+"""
+
+import re
+import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Header, HTTPException, status
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from app.api.problems import INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
 from app.db import autocommit_connection, transaction_session
+from app.security import InvalidToken, user_id_from_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
 ConnectionDep = Annotated[AsyncConnection, Depends(autocommit_connection)]
 # Several statements that must succeed or fail together: one transaction for the request.
 SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
+
+# auto_error=False: we answer a missing token ourselves, with the same shape as an invalid one.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def current_user_id(token: Annotated[str | None, Depends(oauth2_scheme)]) -> uuid.UUID:
+    """The user id of a valid access token, without touching the database.
+
+    Whether that user still exists is checked inside the statement that does the request's work.
+    """
+    if not token:
+        raise unauthorized(NOT_AUTHENTICATED)
+    try:
+        return user_id_from_token(token)
+    except InvalidToken:
+        raise unauthorized(INVALID_TOKEN) from None
+
+
+CurrentUserId = Annotated[uuid.UUID, Depends(current_user_id)]
+
+_ETAG = re.compile(r'\s*"(\d{1,9})"\s*')
+IF_MATCH_HELP = (
+    'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
+)
+
+
+def if_match(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='Only act if the task\'s version is one of these ETags (e.g. `"3"`); otherwise 412.',
+            examples=['"3"'],
+        ),
+    ] = None,
+) -> list[int] | None:
+    """The versions If-Match accepts, or None when any version will do (no header, or `*`)."""
+    if header is None or header.strip() == "*":
+        return None
+    versions = []
+    for part in header.split(","):
+        match = _ETAG.fullmatch(part)
+        if match is None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=IF_MATCH_HELP)
+        versions.append(int(match.group(1)))
+    return versions
+
+
+IfMatch = Annotated[list[int] | None, Depends(if_match)]

@@ -2,7 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import health
+from app.api.routes import auth, health, tags, tasks, users
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(auth.router)
+api_router.include_router(users.router)
+api_router.include_router(tasks.router)
+api_router.include_router(tags.router)

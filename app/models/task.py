@@ -1,13 +1,17 @@
-"""The `tasks` table and the vocabularies of its status and priority."""
+"""The `tasks` table, the vocabularies of its status and priority, and the task API schemas."""
 
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
+import pydantic
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text, text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
+from app.models.fields import NUL_MESSAGE, OFFSET_MESSAGE, Description, OffsetDatetime, Tag, TagList, Title
 
 
 class TaskStatus(StrEnum):
@@ -81,3 +85,185 @@ class Task(TimestampMixin, table=True):
         nullable=False,
     )
     version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")}, nullable=False)
+
+
+PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(TaskPriority)}
+
+DUE_DATE_DESCRIPTION = (
+    "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an offset "
+    "is rejected with 422, because its instant would be ambiguous."
+)
+
+TASK_EXAMPLE = {
+    "id": "0b7e7d1c-4a4e-4f0a-9b8e-2f1d6c3a5e71",
+    "title": "Renew the passport",
+    "description": "Photos first",
+    "status": "todo",
+    "priority": "high",
+    "due_date": "2026-12-01T17:00:00Z",
+    "tags": ["errand", "travel"],
+    "completed_at": None,
+    "created_at": "2026-11-22T04:30:00Z",
+    "updated_at": "2026-11-22T04:30:00Z",
+    "version": 1,
+}
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Renew the passport",
+                    "description": "Photos first",
+                    "priority": "high",
+                    "due_date": "2026-12-01T18:00:00+01:00",
+                    "tags": ["Errand", " travel "],
+                }
+            ]
+        },
+    )
+
+    title: Title
+    description: Description | None = None
+    status: TaskStatus = TaskStatus.todo
+    priority: TaskPriority = TaskPriority.medium
+    due_date: OffsetDatetime | None = pydantic.Field(default=None, description=DUE_DATE_DESCRIPTION)
+    tags: TagList = pydantic.Field(default_factory=list)
+
+
+# Fields a PATCH may not set to null (they have no "empty" state); description and due_date may.
+NOT_NULLABLE = ("title", "status", "priority", "tags")
+
+
+class TaskUpdate(BaseModel):
+    """A partial update: only the fields present are changed; `null` clears description and due_date."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "done"}, {"title": "Renew both passports", "due_date": None}]
+        },
+    )
+
+    title: Title = None  # type: ignore[assignment]
+    description: Description | None = None
+    status: TaskStatus = None  # type: ignore[assignment]
+    priority: TaskPriority = None  # type: ignore[assignment]
+    due_date: OffsetDatetime | None = pydantic.Field(default=None, description=DUE_DATE_DESCRIPTION)
+    tags: TagList = None  # type: ignore[assignment]
+
+    @field_validator(*NOT_NULLABLE, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; omit the field to leave it unchanged")
+        return value
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]})
+
+    id: uuid.UUID
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: datetime | None
+    tags: list[str]
+    completed_at: datetime | None = pydantic.Field(
+        description="Set when the task moves to done, cleared when it leaves done."
+    )
+    created_at: datetime
+    updated_at: datetime
+    version: int = pydantic.Field(description="Increases by one on every change; sent as the ETag.")
+
+
+class TaskPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]}
+    )
+
+    items: list[TaskRead]
+    next_cursor: str | None = pydantic.Field(
+        description="Pass as `cursor` (with the same filters and sort) for the next page; null on the last page."
+    )
+
+
+class TagCount(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]})
+
+    tag: str
+    count: int
+
+
+class TaskSort(StrEnum):
+    created_at = "created_at"
+    created_at_desc = "-created_at"
+    updated_at = "updated_at"
+    updated_at_desc = "-updated_at"
+    due_date = "due_date"
+    due_date_desc = "-due_date"
+    priority = "priority"
+    priority_desc = "-priority"
+
+    @property
+    def key(self) -> str:
+        return self.value.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.value.startswith("-")
+
+
+SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class TaskListQuery(BaseModel):
+    """Query parameters of `GET /tasks`. Every filter is optional and they combine with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[TaskStatus] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
+    priority: list[TaskPriority] = pydantic.Field(
+        default_factory=list, description="Repeatable: any of these."
+    )
+    tag: list[Tag] = pydantic.Field(
+        default_factory=list, max_length=20, description="Repeatable: the task has all of these tags."
+    )
+    any_tag: list[Tag] = pydantic.Field(
+        default_factory=list,
+        max_length=20,
+        description="Repeatable: the task has at least one of these tags.",
+    )
+    overdue: bool = pydantic.Field(
+        default=False, description="`true`: only tasks due before now and not done. `false` does not filter."
+    )
+    due_before: OffsetDatetime | None = pydantic.Field(
+        default=None, description="Due strictly before this instant; " + OFFSET_MESSAGE + "."
+    )
+    due_after: OffsetDatetime | None = pydantic.Field(
+        default=None, description="Due strictly after this instant; " + OFFSET_MESSAGE + "."
+    )
+    q: SearchText | None = pydantic.Field(
+        default=None,
+        description="Case-insensitive substring of the title or the description; `%` and `_` match literally. "
+        "Up to 200 characters; blank means no text filter.",
+    )
+    sort: TaskSort = pydantic.Field(
+        default=TaskSort.created_at_desc,
+        description="A leading `-` sorts descending. Ties are broken by id; tasks without a due date come last "
+        "in both directions; priority sorts by rank (low < medium < high < urgent).",
+    )
+    limit: int = pydantic.Field(default=20, ge=1, le=100, description="Page size.")
+    cursor: str | None = pydantic.Field(
+        default=None, max_length=2048, description="`next_cursor` of the previous page (opaque)."
+    )
+
+    @field_validator("q", "cursor")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError(NUL_MESSAGE)
+        return value or None

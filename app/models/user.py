@@ -1,11 +1,15 @@
-"""The `users` table. API schemas for users live with the routes that use them."""
+"""The `users` table and the user API schemas."""
 
 import uuid
+from datetime import datetime
 
+import pydantic
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from sqlalchemy import Index, Text, func, text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
+from app.models.fields import FullName, NoNulStr, Password
 
 
 class User(TimestampMixin, table=True):
@@ -24,3 +28,63 @@ class User(TimestampMixin, table=True):
     hashed_password: str = Field(sa_type=Text, nullable=False)  # type: ignore[call-overload]
     full_name: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+
+
+class UserRead(BaseModel):
+    """What the API shows of a user: never the password hash."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5b0f3c1e-8d1a-4c55-9a3e-0c6f2b7d9e10",
+                    "email": "ada@example.com",
+                    "full_name": "Ada Lovelace",
+                    "created_at": "2026-11-22T04:30:00Z",
+                    "updated_at": "2026-11-22T04:30:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserUpdate(BaseModel):
+    """Partial update of the current user. `full_name: null` clears the name."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"full_name": "Ada King"},
+                {"password": "a new long passphrase", "current_password": "correct horse battery"},
+            ]
+        },
+    )
+
+    full_name: FullName | None = None
+    password: Password = pydantic.Field(  # type: ignore[assignment]
+        default=None, description="The new password; requires `current_password`."
+    )
+    current_password: NoNulStr | None = pydantic.Field(
+        default=None, validate_default=True, max_length=128, description="Required to change the password."
+    )
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be null; omit it to keep the current password")
+        return value
+
+    @field_validator("current_password")
+    @classmethod
+    def _current_password_with_new_one(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("password") is not None and value is None:
+            raise ValueError("is required to change the password")
+        return value

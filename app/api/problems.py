@@ -1,0 +1,107 @@
+"""HTTP errors of the API: how domain outcomes become responses, and how those responses look in OpenAPI.
+
+Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenticate: Bearer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.cursor import InvalidCursor
+from app.queries import AccountGone, TaskNotFound, VersionMismatch
+
+NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
+INVALID_TOKEN = "The access token is invalid or expired; log in again."
+ACCOUNT_GONE = "The account of this access token no longer exists."
+TASK_NOT_FOUND = "Task not found."
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=BEARER)
+
+
+def precondition_failed(current: int) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_412_PRECONDITION_FAILED,
+        content={"detail": f"The task has changed: its current version is {current}. Fetch it and retry."},
+        headers={"ETag": f'"{current}"'},
+    )
+
+
+def invalid_cursor(error: InvalidCursor, cursor: str | None) -> RequestValidationError:
+    """A bad cursor reads like any other validation error, naming the `cursor` query parameter."""
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", "cursor"),
+                "msg": f"Value error, cursor {error}",
+                "input": cursor,
+            }
+        ]
+    )
+
+
+def register_problem_handlers(app: FastAPI) -> None:
+    async def account_gone(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
+
+    async def task_not_found(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": TASK_NOT_FOUND})
+
+    async def version_mismatch(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, VersionMismatch)
+        return precondition_failed(error.current)
+
+    app.add_exception_handler(AccountGone, account_gone)
+    app.add_exception_handler(TaskNotFound, task_not_found)
+    app.add_exception_handler(VersionMismatch, version_mismatch)
+
+
+def _doc(description: str, example: str) -> dict[str, Any]:
+    return {
+        "model": ErrorMessage,
+        "description": description,
+        "content": {"application/json": {"example": {"detail": example}}},
+    }
+
+
+# OpenAPI `responses=` entries, combined per route with `|`.
+R400_IF_MATCH: dict[int | str, dict[str, Any]] = {
+    400: _doc("Malformed If-Match header", 'If-Match must be a version ETag such as "3", as sent in ETag.')
+}
+R400_PASSWORD: dict[int | str, dict[str, Any]] = {
+    400: _doc("Wrong current password", "current_password is incorrect.")
+}
+R401: dict[int | str, dict[str, Any]] = {
+    401: {
+        **_doc("Missing, invalid or expired token, or the account no longer exists", INVALID_TOKEN),
+        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    }
+}
+R401_LOGIN: dict[int | str, dict[str, Any]] = {
+    401: _doc("Wrong email or password", "Incorrect email or password.")
+}
+R404: dict[int | str, dict[str, Any]] = {404: _doc("No such task for this user", TASK_NOT_FOUND)}
+R409_EMAIL: dict[int | str, dict[str, Any]] = {
+    409: _doc("Email already registered", "An account with this email already exists.")
+}
+R409_PASSWORD: dict[int | str, dict[str, Any]] = {
+    409: _doc("Password changed by a concurrent request", "The password was changed meanwhile; try again.")
+}
+R412: dict[int | str, dict[str, Any]] = {
+    412: _doc(
+        "If-Match names a stale version; nothing was written",
+        "The task has changed: its current version is 4. Fetch it and retry.",
+    )
+}

@@ -1,0 +1,54 @@
+"""Registration and login. Password hashing runs in a worker thread: it is deliberately slow CPU work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, status
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ConnectionDep
+from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL
+from app.models.auth import LoginForm, RegisterRequest, Token
+from app.queries import users as user_queries
+from app.security import create_access_token, hash_password, verify_password
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+EMAIL_TAKEN = "An account with this email already exists."
+BAD_CREDENTIALS = "Incorrect email or password."
+
+
+@router.post(
+    "/register",
+    summary="Create an account and get an access token",
+    operation_id="auth_register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Token,
+    responses=R409_EMAIL,
+)
+async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
+    """Registers `email` (unique ignoring case) and returns a bearer token for the new account."""
+    hashed = await run_in_threadpool(hash_password, body.password)
+    # ON CONFLICT DO NOTHING: a duplicate, even one registered concurrently, is a 409 and never a 500.
+    user_id = await user_queries.insert_user(connection, body.email, hashed, body.full_name)
+    if user_id is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=EMAIL_TAKEN)
+    return Token(access_token=create_access_token(user_id))
+
+
+@router.post(
+    "/token",
+    summary="Log in with email and password (OAuth2 password form)",
+    operation_id="auth_token",
+    response_model=Token,
+    responses=R401_LOGIN,
+)
+async def login(form: Annotated[LoginForm, Form()], connection: ConnectionDep) -> Token:
+    """Exchanges `username` (the email) and `password` for a bearer token; the form the /docs Authorize button sends."""
+    found = await user_queries.credentials(connection, form.username.strip().lower())
+    # Unknown emails are verified against a dummy hash, so timing does not reveal which emails are registered.
+    valid = await run_in_threadpool(verify_password, form.password, found[1] if found else None)
+    if found is None or not valid:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=BAD_CREDENTIALS, headers=BEARER)
+    return Token(access_token=create_access_token(found[0]))

@@ -1,0 +1,26 @@
+"""The current user's tags with their counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import ConnectionDep, CurrentUserId
+from app.api.problems import R401
+from app.models.task import TagCount
+from app.queries import tasks as task_queries
+
+router = APIRouter(prefix="/tags", tags=["tasks"])
+
+
+@router.get(
+    "",
+    summary="My tags, most used first",
+    operation_id="tags_list",
+    response_model=list[TagCount],
+    responses=R401,
+)
+async def list_tags(user_id: CurrentUserId, connection: ConnectionDep) -> list[TagCount]:
+    """Returns every tag on the caller's tasks with how many tasks carry it (ties in alphabetical order)."""
+    return [
+        TagCount(tag=tag, count=count) for tag, count in await task_queries.tag_counts(connection, user_id)
+    ]

@@ -1,0 +1,108 @@
+"""Task CRUD and listing. Each route is one SQL statement (see app/queries/tasks.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from app.api.deps import ConnectionDep, CurrentUserId, IfMatch
+from app.api.problems import R400_IF_MATCH, R401, R404, R412, invalid_cursor
+from app.cursor import InvalidCursor
+from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
+from app.queries import tasks as task_queries
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskId = Annotated[uuid.UUID, Path(description="The task's id (a UUID).")]
+
+
+def _etag(response: Response, task: TaskRead) -> TaskRead:
+    response.headers["ETag"] = f'"{task.version}"'
+    return task
+
+
+@router.get(
+    "",
+    summary="List my tasks (filtered, sorted, paginated)",
+    operation_id="tasks_list",
+    response_model=TaskPage,
+    responses=R401,
+)
+async def list_tasks(
+    user_id: CurrentUserId, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
+) -> TaskPage:
+    """Returns one page of the caller's tasks; follow `next_cursor` until it is null for the rest."""
+    try:
+        return await task_queries.list_tasks(connection, user_id, query)
+    except InvalidCursor as error:
+        raise invalid_cursor(error, query.cursor) from None
+
+
+@router.post(
+    "",
+    summary="Create a task",
+    operation_id="tasks_create",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses=R401,
+)
+async def create_task(
+    body: TaskCreate, user_id: CurrentUserId, connection: ConnectionDep, request: Request, response: Response
+) -> TaskRead:
+    """Creates a task; the response carries its `Location` and `ETag`."""
+    task = await task_queries.create_task(connection, user_id, body)
+    response.headers["Location"] = str(request.app.url_path_for("get_task", task_id=str(task.id)))
+    return _etag(response, task)
+
+
+@router.get(
+    "/{task_id}",
+    summary="Get a task",
+    operation_id="tasks_get",
+    response_model=TaskRead,
+    responses=R401 | R404,
+)
+async def get_task(
+    task_id: TaskId, user_id: CurrentUserId, connection: ConnectionDep, response: Response
+) -> TaskRead:
+    """Returns one of the caller's tasks, with its version as the `ETag`."""
+    return _etag(response, await task_queries.get_task(connection, user_id, task_id))
+
+
+@router.patch(
+    "/{task_id}",
+    summary="Update a task (partial)",
+    operation_id="tasks_update",
+    response_model=TaskRead,
+    responses=R400_IF_MATCH | R401 | R404 | R412,
+)
+async def update_task(
+    task_id: TaskId,
+    body: TaskUpdate,
+    user_id: CurrentUserId,
+    expected: IfMatch,
+    connection: ConnectionDep,
+    response: Response,
+) -> TaskRead:
+    """Changes the fields present in the body; with `If-Match: "<version>"` only if nobody changed it meanwhile."""
+    changes = body.model_dump(exclude_unset=True)
+    task = await task_queries.update_task(connection, user_id, task_id, changes, expected)
+    return _etag(response, task)
+
+
+@router.delete(
+    "/{task_id}",
+    summary="Delete a task",
+    operation_id="tasks_delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=R400_IF_MATCH | R401 | R404 | R412,
+)
+async def delete_task(
+    task_id: TaskId, user_id: CurrentUserId, expected: IfMatch, connection: ConnectionDep
+) -> Response:
+    """Deletes one of the caller's tasks; with `If-Match`, only at that version."""
+    await task_queries.delete_task(connection, user_id, task_id, expected)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,64 @@
+"""The current user: read, update (name, password), delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ConnectionDep, CurrentUserId
+from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD
+from app.models.user import UserRead, UserUpdate
+from app.queries import users as user_queries
+from app.security import hash_password, verify_password
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get(
+    "/me", summary="The current user", operation_id="users_me", response_model=UserRead, responses=R401
+)
+async def read_me(user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
+    """Returns the account of the access token (never its password hash)."""
+    return await user_queries.read_user(connection, user_id)
+
+
+@router.patch(
+    "/me",
+    summary="Update the current user",
+    operation_id="users_update_me",
+    response_model=UserRead,
+    responses=R400_PASSWORD | R401 | R409_PASSWORD,
+)
+async def update_me(body: UserUpdate, user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
+    """Changes `full_name` (null clears it) and/or the password (which needs `current_password`)."""
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "current_password"})
+    if body.password is None:
+        if not changes:
+            return await user_queries.read_user(connection, user_id)
+        return await user_queries.update_user(connection, user_id, changes)
+    old_hash = await user_queries.password_hash(connection, user_id)
+    if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="current_password is incorrect.")
+    changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
+    try:
+        return await user_queries.update_user(connection, user_id, changes, old_hash=old_hash)
+    except user_queries.PasswordChangedConcurrently:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again."
+        ) from None
+
+
+@router.delete(
+    "/me",
+    summary="Delete the current user and all their tasks",
+    operation_id="users_delete_me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=R401,
+)
+async def delete_me(user_id: CurrentUserId, connection: ConnectionDep) -> Response:
+    """Deletes the account and its tasks; its access tokens stop working at once."""
+    await user_queries.delete_user(connection, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,100 @@
+"""Constrained field types shared by the request schemas: one place for each input rule.
+
+PostgreSQL cannot store NUL characters in text, so every text input rejects them here (a 422 naming the
+field) instead of failing in the database (a 500).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints
+
+NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
+OFFSET_MESSAGE = "needs a timezone offset, e.g. 2026-05-01T17:00:00Z or 2026-05-01T19:00:00+02:00"
+
+MAX_TAGS = 20
+TAG_MAX_LENGTH = 50
+
+
+def reject_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+def require_offset(value: datetime) -> datetime:
+    """Accept only timezone-aware datetimes and normalise them to UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(OFFSET_MESSAGE)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC equivalent in Python
+        raise ValueError("is out of the supported date range") from None
+
+
+def normalize_tag(value: str) -> str:
+    reject_nul(value)
+    tag = value.strip().lower()
+    if not 1 <= len(tag) <= TAG_MAX_LENGTH:
+        raise ValueError(f"each tag must be 1 to {TAG_MAX_LENGTH} characters after trimming")
+    return tag
+
+
+def dedupe(tags: Iterable[str]) -> list[str]:
+    """Drop repeated tags, keeping the first-seen order."""
+    return list(dict.fromkeys(tags))
+
+
+def limit_tags(tags: list[str]) -> list[str]:
+    tags = dedupe(tags)
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return tags
+
+
+NoNulStr = Annotated[str, AfterValidator(reject_nul)]
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(reject_nul),
+    Field(description="1 to 200 characters after trimming surrounding whitespace.", examples=["Buy milk"]),
+]
+Description = Annotated[
+    str,
+    StringConstraints(max_length=10_000),
+    AfterValidator(reject_nul),
+    Field(description="Up to 10,000 characters.", examples=["Semi-skimmed, two litres"]),
+]
+Tag = Annotated[
+    str,
+    BeforeValidator(lambda v: normalize_tag(v) if isinstance(v, str) else v),
+    Field(description=f"1 to {TAG_MAX_LENGTH} characters; trimmed and lower-cased.", examples=["errand"]),
+]
+TagList = Annotated[
+    list[Tag],
+    AfterValidator(limit_tags),
+    Field(
+        description=f"Up to {MAX_TAGS} tags, each 1 to {TAG_MAX_LENGTH} characters. Normalised: trimmed, "
+        "lower-cased, de-duplicated, first-seen order kept.",
+        examples=[["errand", "home"]],
+    ),
+]
+OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
+
+Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=128),
+    AfterValidator(reject_nul),
+    Field(description="8 to 128 characters.", examples=["correct horse battery"]),
+]
+FullName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(reject_nul),
+    Field(description="1 to 200 characters after trimming.", examples=["Ada Lovelace"]),
+]

@@ -1,0 +1,21 @@
+"""All SQL of the API, one module per entity. Each public function runs one statement where the work allows it.
+
+The outcomes a statement can report besides success are these exceptions; app/api/problems.py turns them
+into HTTP responses.
+"""
+
+
+class AccountGone(Exception):
+    """The token is valid but its user no longer exists (deleted) or is inactive."""
+
+
+class TaskNotFound(Exception):
+    """No such task for this user. Another user's task is reported the same way, on purpose."""
+
+
+class VersionMismatch(Exception):
+    """If-Match named a version other than the task's current one; nothing was written."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(current)
+        self.current = current

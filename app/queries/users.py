@@ -1,0 +1,84 @@
+"""Every SQL statement about users. Emails are stored lower-cased, so the lower(email) index serves lookups."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.models.user import User, UserRead
+from app.queries import AccountGone
+
+users = User.__table__
+USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
+
+
+async def insert_user(
+    connection: AsyncConnection, email: str, hashed_password: str, full_name: str | None
+) -> uuid.UUID | None:
+    """The new user's id, or None if the email is taken (also when another request registers it concurrently)."""
+    statement = (
+        insert(users)
+        .values(email=email, hashed_password=hashed_password, full_name=full_name)
+        .on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
+        .returning(users.c.id)
+    )
+    return (await connection.execute(statement)).scalar_one_or_none()
+
+
+async def credentials(connection: AsyncConnection, email: str) -> tuple[uuid.UUID, str] | None:
+    """(id, password hash) of the active user with this (lower-cased) email."""
+    statement = select(users.c.id, users.c.hashed_password).where(
+        func.lower(users.c.email) == email, users.c.is_active
+    )
+    row = (await connection.execute(statement)).first()
+    return (row.id, row.hashed_password) if row else None
+
+
+async def password_hash(connection: AsyncConnection, user_id: uuid.UUID) -> str:
+    statement = select(users.c.hashed_password).where(users.c.id == user_id, users.c.is_active)
+    hashed = (await connection.execute(statement)).scalar_one_or_none()
+    if hashed is None:
+        raise AccountGone
+    return hashed
+
+
+async def read_user(connection: AsyncConnection, user_id: uuid.UUID) -> UserRead:
+    statement = select(*USER_COLUMNS).where(users.c.id == user_id, users.c.is_active)
+    row = (await connection.execute(statement)).first()
+    if row is None:
+        raise AccountGone
+    return UserRead.model_validate(row._mapping)
+
+
+class PasswordChangedConcurrently(Exception):
+    """The password hash changed between reading it and writing the new one."""
+
+
+async def update_user(
+    connection: AsyncConnection, user_id: uuid.UUID, values: dict[str, Any], *, old_hash: str | None = None
+) -> UserRead:
+    """Write `values` in one statement. With `old_hash`, only if the password is still that one (compare-and-set,
+    so a password change needs no transaction around its read and its write)."""
+    statement = (
+        update(users).where(users.c.id == user_id, users.c.is_active).values(values).returning(*USER_COLUMNS)
+    )
+    if old_hash is not None:
+        statement = statement.where(users.c.hashed_password == old_hash)
+    row = (await connection.execute(statement)).first()
+    if row is None:
+        if old_hash is not None:
+            await password_hash(connection, user_id)  # AccountGone if that is why nothing was written
+            raise PasswordChangedConcurrently
+        raise AccountGone
+    return UserRead.model_validate(row._mapping)
+
+
+async def delete_user(connection: AsyncConnection, user_id: uuid.UUID) -> None:
+    """Delete the user; their tasks go with them (ON DELETE CASCADE)."""
+    statement = delete(users).where(users.c.id == user_id).returning(users.c.id)
+    if (await connection.execute(statement)).first() is None:
+        raise AccountGone

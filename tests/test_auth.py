@@ -1,0 +1,171 @@
+"""Registration, login and access tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from app.security import create_access_token
+from tests.api import PASSWORD, error_fields, make_account
+
+REGISTER = "/api/v1/auth/register"
+LOGIN = "/api/v1/auth/token"
+
+
+async def test_register_returns_a_working_token_and_stores_the_email_lower_cased(client, db):
+    response = await client.post(
+        REGISTER, json={"email": "Ada@Example.COM", "password": "long enough", "full_name": "  Ada  "}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["email"] == "ada@example.com"
+    assert me.json()["full_name"] == "Ada"
+    row = await db.fetchrow("SELECT email, hashed_password FROM users")
+    assert row["email"] == "ada@example.com"
+    assert row["hashed_password"].startswith("$argon2") and "long enough" not in row["hashed_password"]
+
+
+async def test_duplicate_email_ignoring_case_is_409(client, db):
+    await make_account(db, "ada@example.com")
+    response = await client.post(REGISTER, json={"email": "ADA@example.com", "password": "long enough"})
+    assert response.status_code == 409
+    assert "already exists" in response.json()["detail"]
+    assert await db.fetchval("SELECT count(*) FROM users") == 1
+
+
+async def test_concurrent_registration_with_one_email_creates_exactly_one_account(client, db):
+    attempts = [
+        client.post(REGISTER, json={"email": f"{'Race' if i % 2 else 'race'}@example.com", "password": "long enough"})
+        for i in range(6)
+    ]
+    statuses = sorted(response.status_code for response in await asyncio.gather(*attempts))
+    assert statuses == [201] + [409] * 5
+    assert await db.fetchval("SELECT count(*) FROM users") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"password": "long enough"}, "email"),
+        ({"email": "not-an-email", "password": "long enough"}, "email"),
+        ({"email": "a\x00b@example.com", "password": "long enough"}, "email"),
+        ({"email": "ada@example.com"}, "password"),
+        ({"email": "ada@example.com", "password": "short"}, "password"),
+        ({"email": "ada@example.com", "password": "x" * 129}, "password"),
+        ({"email": "ada@example.com", "password": "long\x00enough"}, "password"),
+        ({"email": "ada@example.com", "password": 12345678}, "password"),
+        ({"email": "ada@example.com", "password": "long enough", "full_name": "x" * 201}, "full_name"),
+        ({"email": "ada@example.com", "password": "long enough", "full_name": "A\x00da"}, "full_name"),
+        ({"email": "ada@example.com", "password": "long enough", "is_admin": True}, "is_admin"),
+    ],
+)
+async def test_register_rejects_bad_input_naming_the_field(client, db, body, field):
+    response = await client.post(REGISTER, json=body)
+    assert error_fields(response) == {field}
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_login_with_the_oauth2_form(client, db):
+    account = await make_account(db, "ada@example.com")
+    response = await client.post(LOGIN, data={"username": "ADA@example.com", "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["id"] == str(account.id)
+
+
+async def test_unknown_email_and_wrong_password_get_the_same_401(client, db):
+    await make_account(db, "ada@example.com")
+    wrong_password = await client.post(LOGIN, data={"username": "ada@example.com", "password": "not the one"})
+    unknown_email = await client.post(LOGIN, data={"username": "bob@example.com", "password": PASSWORD})
+    for response in (wrong_password, unknown_email):
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert wrong_password.json() == unknown_email.json() == {"detail": "Incorrect email or password."}
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"username": "ada@example.com"}, "password"),
+        ({"password": PASSWORD}, "username"),
+        ({"username": "ada\x00@example.com", "password": PASSWORD}, "username"),
+        ({"username": "ada@example.com", "password": "pass\x00word"}, "password"),
+        ({"username": "ada@example.com", "password": PASSWORD, "grant_type": "client_credentials"}, "grant_type"),
+    ],
+)
+async def test_login_rejects_a_malformed_form_naming_the_field(client, db, form, field):
+    assert error_fields(await client.post(LOGIN, data=form)) == {field}
+
+
+def _forge(claims: dict, header: dict) -> str:
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}."
+
+
+def _bad_tokens(account_id: uuid.UUID) -> dict[str, str]:
+    now = datetime.now(UTC)
+    valid = create_access_token(account_id)
+    header, payload, signature = valid.split(".")
+    other_claims = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + timedelta(hours=1)}
+    tampered_payload = base64.urlsafe_b64encode(
+        json.dumps({**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(uuid.uuid4())}).encode()
+    ).rstrip(b"=").decode()
+    return {
+        "garbage": "not-a-jwt",
+        "expired": create_access_token(account_id, now=now - timedelta(hours=2), minutes=60),
+        "tampered": f"{header}.{tampered_payload}.{signature}",
+        "wrong key": jwt.encode({**other_claims, "sub": str(account_id)}, "another-secret-key-" * 3, "HS256"),
+        "alg none": _forge(
+            {"sub": str(account_id), "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 3600},
+            {"alg": "none", "typ": "JWT"},
+        ),
+        "no exp": jwt.encode({"sub": str(account_id), "iat": now}, _secret(), "HS256"),
+        "sub not a uuid": jwt.encode({**other_claims, "sub": "admin"}, _secret(), "HS256"),
+        "unknown user": create_access_token(uuid.uuid4()),
+    }
+
+
+def _secret() -> str:
+    from app.config import settings
+
+    return settings.secret_key
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users/me", "/api/v1/tasks", "/api/v1/tags"])
+async def test_bad_tokens_get_401_with_www_authenticate(client, db, path):
+    account = await make_account(db)
+    for name, token in _bad_tokens(account.id).items():
+        response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, name
+        assert response.headers["WWW-Authenticate"] == "Bearer", name
+    missing = await client.get(path)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert (await client.get(path, headers=account.headers)).status_code == 200
+
+
+async def test_a_bad_token_is_rejected_before_any_database_connection(client, monkeypatch):
+    """The token dependency runs first: with the database unreachable, a bad token still gets 401, not 503."""
+    from app import db as app_db
+    from app.config import normalize_database_url
+
+    unreachable = normalize_database_url("postgresql://nobody:nothing@127.0.0.1:9/none")
+    impatient = app_db.settings.model_copy(update={"DB_CONNECT_TIMEOUT": 0.5})
+    monkeypatch.setattr(app_db, "engine", app_db.create_engine(unreachable, impatient))
+    response = await client.get("/api/v1/tasks", headers={"Authorization": "Bearer not-a-jwt"})
+    assert response.status_code == 401
+    with_valid_token = await client.get(
+        "/api/v1/tasks", headers={"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"}
+    )
+    assert with_valid_token.status_code == 503  # proves the patched engine is the one requests use
