@@ -193,4 +193,9 @@ def _fmt(value: Any) -> str:
 
 
 def run(coro):
-    return asyncio.run(coro)
+    """Run `coro` on a private event loop, leaving the thread's current loop (Mangum's) alone."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
