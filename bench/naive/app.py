@@ -8,6 +8,7 @@ separate `count(*)` for the total. Same database, same token, same JSON shape as
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -26,8 +27,10 @@ from app.config import settings
 from app.models import Task, User
 from app.security import InvalidToken, user_id_from_token
 
-engine = create_async_engine(settings.database.url, poolclass=NullPool,
-                             connect_args={"server_settings": {"application_name": "naive-reference"}})
+# NAIVE_POOL=queue gives it SQLAlchemy's default QueuePool instead, for the long-running-server comparison.
+_pool = {} if os.environ.get("NAIVE_POOL") == "queue" else {"poolclass": NullPool}
+engine = create_async_engine(settings.database.url,
+                             connect_args={"server_settings": {"application_name": "naive-reference"}}, **_pool)
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
