@@ -56,3 +56,18 @@ db-stop: install ## Stop the embedded PostgreSQL (its data stays in .data/)
 
 clean: ## Remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# AWS Lambda (issue 4): osls and its plugins are pinned in package.json / package-lock.json.
+.PHONY: package offline
+STAGE ?= dev
+NODE_STAMP := node_modules/.package-lock.json
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+package: install $(NODE_STAMP) ## Build the Lambda zip with osls, no AWS needed: .serverless/task-api.zip
+	TASK_API_SETTINGS_FROM=local AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-offline} \
+	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-offline} node_modules/.bin/osls package --stage $(STAGE)
+
+offline: install $(NODE_STAMP) ## Serve the API through the Lambda handler with osls offline (http://127.0.0.1:3000)
+	$(BIN)/python scripts/offline.py

@@ -44,7 +44,9 @@ async def test_duplicate_email_ignoring_case_is_409(client, db):
 
 async def test_concurrent_registration_with_one_email_creates_exactly_one_account(client, db):
     attempts = [
-        client.post(REGISTER, json={"email": f"{'Race' if i % 2 else 'race'}@example.com", "password": "long enough"})
+        client.post(
+            REGISTER, json={"email": f"{'Race' if i % 2 else 'race'}@example.com", "password": "long enough"}
+        )
         for i in range(6)
     ]
     statuses = sorted(response.status_code for response in await asyncio.gather(*attempts))
@@ -100,7 +102,10 @@ async def test_unknown_email_and_wrong_password_get_the_same_401(client, db):
         ({"password": PASSWORD}, "username"),
         ({"username": "ada\x00@example.com", "password": PASSWORD}, "username"),
         ({"username": "ada@example.com", "password": "pass\x00word"}, "password"),
-        ({"username": "ada@example.com", "password": PASSWORD, "grant_type": "client_credentials"}, "grant_type"),
+        (
+            {"username": "ada@example.com", "password": PASSWORD, "grant_type": "client_credentials"},
+            "grant_type",
+        ),
     ],
 )
 async def test_login_rejects_a_malformed_form_naming_the_field(client, db, form, field):
@@ -119,9 +124,15 @@ def _bad_tokens(account_id: uuid.UUID) -> dict[str, str]:
     valid = create_access_token(account_id)
     header, payload, signature = valid.split(".")
     other_claims = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + timedelta(hours=1)}
-    tampered_payload = base64.urlsafe_b64encode(
-        json.dumps({**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(uuid.uuid4())}).encode()
-    ).rstrip(b"=").decode()
+    tampered_payload = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(uuid.uuid4())}
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     return {
         "garbage": "not-a-jwt",
         "expired": create_access_token(account_id, now=now - timedelta(hours=2), minutes=60),
@@ -169,3 +180,23 @@ async def test_a_bad_token_is_rejected_before_any_database_connection(client, mo
         "/api/v1/tasks", headers={"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"}
     )
     assert with_valid_token.status_code == 503  # proves the patched engine is the one requests use
+
+
+async def test_validation_errors_never_echo_passwords(client, db):
+    secret = "shortpw"
+    responses = [
+        await client.post(REGISTER, json={"email": "ada@example.com", "password": "sh\x00rt" + secret}),
+        await client.post(REGISTER, json={"email": "ada@example.com", "password": secret}),
+        await client.post(REGISTER, json=[{"email": "ada@example.com", "password": secret}]),
+        await client.post(LOGIN, data={"username": "ada@example.com", "password": secret + "\x00"}),
+    ]
+    account = await make_account(db)
+    responses.append(
+        await client.patch(
+            "/api/v1/users/me", json={"password": secret, "current_password": secret}, headers=account.headers
+        )
+    )
+    for response in responses:
+        assert response.status_code == 422
+        assert secret not in response.text
+        assert "[redacted]" in response.text

@@ -1,4 +1,4 @@
-"""app.handler.handler with every real AWS event payload in tests/lambda_events/, adapted to reach real routes.
+"""app.handler.handler with every real AWS event payload in tests/lambda_events/, adapted to reach our routes.
 
 Invocations run on one dedicated thread, as the Lambda runtime does: Mangum keeps that thread's event loop
 across invocations, so these tests also prove that nothing (engine, connections) is bound to an earlier loop.
@@ -38,8 +38,8 @@ Invoke = Callable[..., Awaitable[dict[str, Any]]]
 
 @pytest.fixture(scope="module")
 def lambda_thread():
-    # On Lambda, import and invocations happen on the same (main) thread, where Mangum's constructor has set up
-    # the loop it then keeps. This thread gets its loop the same way, once, and keeps it for every test here.
+    # On Lambda, import and invocations happen on the same (main) thread, where Mangum's constructor has set
+    # up the loop it then keeps. This thread gets its loop the same way, once, and keeps it for the module.
     executor = ThreadPoolExecutor(
         max_workers=1,
         thread_name_prefix="lambda",

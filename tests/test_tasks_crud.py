@@ -1,4 +1,4 @@
-"""Creating, reading, updating and deleting single tasks: validation, ETags, If-Match, isolation, concurrency."""
+"""Single tasks: create, read, update, delete; validation, ETags, If-Match, isolation, concurrency."""
 
 from __future__ import annotations
 
@@ -37,10 +37,24 @@ async def test_create_normalises_and_answers_201_with_location_and_etag(client, 
     assert task["title"] == "Renew the passport"
     assert task["tags"] == ["travel", "errand", "home"]
     assert parse(task["due_date"]) == parse("2026-12-01T17:00:00Z")
-    assert (task["status"], task["priority"], task["version"], task["completed_at"]) == ("todo", "high", 1, None)
+    assert (task["status"], task["priority"], task["version"], task["completed_at"]) == (
+        "todo",
+        "high",
+        1,
+        None,
+    )
     assert set(task) == {
-        "id", "title", "description", "status", "priority", "due_date", "tags", "completed_at", "created_at",
-        "updated_at", "version",
+        "id",
+        "title",
+        "description",
+        "status",
+        "priority",
+        "due_date",
+        "tags",
+        "completed_at",
+        "created_at",
+        "updated_at",
+        "version",
     }
     stored = await db.fetchrow("SELECT user_id, tags FROM tasks WHERE id = $1", uuid.UUID(task["id"]))
     assert stored["user_id"] == account.id and stored["tags"] == ["travel", "errand", "home"]
@@ -51,7 +65,12 @@ async def test_create_normalises_and_answers_201_with_location_and_etag(client, 
 async def test_defaults_and_done_at_creation(client, db):
     account = await make_account(db)
     plain = await create_task(client, account)
-    assert (plain["status"], plain["priority"], plain["tags"], plain["due_date"]) == ("todo", "medium", [], None)
+    assert (plain["status"], plain["priority"], plain["tags"], plain["due_date"]) == (
+        "todo",
+        "medium",
+        [],
+        None,
+    )
     done = await create_task(client, account, status="done")
     assert done["completed_at"] is not None
 
@@ -95,7 +114,9 @@ async def test_create_rejects_bad_input_naming_the_field(client, db, body, field
 
 async def test_naive_due_date_asks_for_an_offset(client, db):
     account = await make_account(db)
-    response = await client.post(TASKS, json={"title": "x", "due_date": "2026-12-01T17:00:00"}, headers=account.headers)
+    response = await client.post(
+        TASKS, json={"title": "x", "due_date": "2026-12-01T17:00:00"}, headers=account.headers
+    )
     assert response.status_code == 422
     assert "timezone offset" in response.json()["detail"][0]["msg"]
 
@@ -126,7 +147,9 @@ async def test_another_users_task_is_indistinguishable_from_a_missing_one(client
         nothing = await client.request(method, missing, json=body, headers=intruder.headers)
         assert theirs.status_code == nothing.status_code == 404
         assert theirs.json() == nothing.json()
-    with_if_match = await client.patch(path, json={"title": "x"}, headers={**intruder.headers, "If-Match": '"9"'})
+    with_if_match = await client.patch(
+        path, json={"title": "x"}, headers={**intruder.headers, "If-Match": '"9"'}
+    )
     assert with_if_match.status_code == 404
     listed = await client.get(TASKS, headers=intruder.headers)
     assert listed.json()["items"] == []
@@ -136,7 +159,13 @@ async def test_another_users_task_is_indistinguishable_from_a_missing_one(client
 async def test_patch_is_partial_and_null_clears_nullable_fields(client, db):
     account = await make_account(db)
     task = await create_task(
-        client, account, title="T", description="D", due_date="2026-12-01T17:00:00Z", tags=["a"], priority="low"
+        client,
+        account,
+        title="T",
+        description="D",
+        due_date="2026-12-01T17:00:00Z",
+        tags=["a"],
+        priority="low",
     )
     path = f"{TASKS}/{task['id']}"
     response = await client.patch(path, json={"priority": "urgent"}, headers=account.headers)
@@ -147,10 +176,18 @@ async def test_patch_is_partial_and_null_clears_nullable_fields(client, db):
         k: task[k] for k in ("title", "description", "due_date", "tags")
     }
     assert parse(updated["updated_at"]) > parse(task["updated_at"])
-    cleared = (await client.patch(path, json={"description": None, "due_date": None}, headers=account.headers)).json()
+    cleared = (
+        await client.patch(path, json={"description": None, "due_date": None}, headers=account.headers)
+    ).json()
     assert (cleared["description"], cleared["due_date"], cleared["version"]) == (None, None, 3)
-    retagged = (await client.patch(path, json={"tags": ["B", "b", " c"], "title": " New "}, headers=account.headers))
-    assert (retagged.json()["tags"], retagged.json()["title"], retagged.json()["version"]) == (["b", "c"], "New", 4)
+    retagged = await client.patch(
+        path, json={"tags": ["B", "b", " c"], "title": " New "}, headers=account.headers
+    )
+    assert (retagged.json()["tags"], retagged.json()["title"], retagged.json()["version"]) == (
+        ["b", "c"],
+        "New",
+        4,
+    )
     assert await db.fetchval("SELECT tags FROM tasks") == ["b", "c"]
 
 
@@ -159,7 +196,9 @@ async def test_empty_patch_changes_nothing(client, db):
     task = await create_task(client, account)
     response = await client.patch(f"{TASKS}/{task['id']}", json={}, headers=account.headers)
     assert response.status_code == 200 and response.json() == task
-    stale = await client.patch(f"{TASKS}/{task['id']}", json={}, headers={**account.headers, "If-Match": '"5"'})
+    stale = await client.patch(
+        f"{TASKS}/{task['id']}", json={}, headers={**account.headers, "If-Match": '"5"'}
+    )
     assert stale.status_code == 412
 
 
@@ -193,7 +232,9 @@ async def test_status_transitions_set_and_clear_completed_at(client, db):
     path = f"{TASKS}/{task['id']}"
     done = (await client.patch(path, json={"status": "done"}, headers=account.headers)).json()
     assert done["completed_at"] is not None
-    again = (await client.patch(path, json={"status": "done", "title": "Still done"}, headers=account.headers)).json()
+    again = (
+        await client.patch(path, json={"status": "done", "title": "Still done"}, headers=account.headers)
+    ).json()
     assert again["completed_at"] == done["completed_at"] and again["version"] == 3
     reopened = (await client.patch(path, json={"status": "in_progress"}, headers=account.headers)).json()
     assert reopened["completed_at"] is None and reopened["version"] == 4
@@ -211,9 +252,13 @@ async def test_if_match_on_patch(client, db):
     assert stale.status_code == 412
     assert stale.headers["ETag"] == '"2"' and "current version is 2" in stale.json()["detail"]
     assert await db.fetchrow("SELECT title, version FROM tasks") == ("First", 2)
-    listed = await client.patch(path, json={"title": "Third"}, headers={**account.headers, "If-Match": '"7", "2"'})
+    listed = await client.patch(
+        path, json={"title": "Third"}, headers={**account.headers, "If-Match": '"7", "2"'}
+    )
     assert listed.status_code == 200
-    anything = await client.patch(path, json={"title": "Fourth"}, headers={**account.headers, "If-Match": "*"})
+    anything = await client.patch(
+        path, json={"title": "Fourth"}, headers={**account.headers, "If-Match": "*"}
+    )
     assert anything.status_code == 200 and anything.json()["version"] == 4
 
 
@@ -290,3 +335,26 @@ async def test_tags_with_counts_most_used_first_and_only_mine(client, db):
         {"tag": "home", "count": 2},
         {"tag": "work", "count": 1},
     ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (rb'{"title": "x\ud800y"}', "title"),
+        (rb'{"title": "ok", "description": "\udfff"}', "description"),
+        (rb'{"title": "ok", "tags": ["ok", "\ud800"]}', "tags"),
+    ],
+)
+async def test_lone_surrogates_are_422_not_500(client, db, raw, field):
+    """`\\ud800` is valid JSON but cannot be encoded as UTF-8: it must never reach the driver."""
+    account = await make_account(db)
+    headers = {**account.headers, "Content-Type": "application/json"}
+    assert error_fields(await client.post(TASKS, content=raw, headers=headers)) == {field}
+    task = await create_task(client, account, title="Keep")
+    assert error_fields(await client.patch(f"{TASKS}/{task['id']}", content=raw, headers=headers)) == {field}
+
+
+async def test_emoji_and_other_astral_characters_are_fine(client, db):
+    account = await make_account(db)
+    task = await create_task(client, account, title="Ship it \U0001f680", tags=["\U0001f3e0 home"])
+    assert (task["title"], task["tags"]) == ("Ship it \U0001f680", ["\U0001f3e0 home"])

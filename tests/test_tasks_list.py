@@ -14,19 +14,32 @@ DAY = timedelta(days=1)
 
 # (title, fields): the same shapes for both users, so a leak across users would show in any filter.
 DATA = [
-    ("Pay rent", {"status": "todo", "priority": "urgent", "tags": ["finance", "home"], "due_date": NOW - 2 * DAY}),
+    (
+        "Pay rent",
+        {"status": "todo", "priority": "urgent", "tags": ["finance", "home"], "due_date": NOW - 2 * DAY},
+    ),
     (
         "Buy milk 100%",
-        {"status": "todo", "priority": "low", "tags": ["errand", "home"], "due_date": NOW + DAY,
-         "description": "semi_skimmed"},
+        {
+            "status": "todo",
+            "priority": "low",
+            "tags": ["errand", "home"],
+            "due_date": NOW + DAY,
+            "description": "semi_skimmed",
+        },
     ),
     ("Write report", {"status": "in_progress", "priority": "high", "tags": ["work"], "due_date": NOW - DAY}),
     ("File taxes", {"status": "done", "priority": "high", "tags": ["finance"], "due_date": NOW - 3 * DAY}),
     ("Read book", {"status": "todo", "priority": "medium"}),
     (
         "Plan trip_2027",
-        {"status": "in_progress", "priority": "medium", "tags": ["travel", "home"], "due_date": NOW + 10 * DAY,
-         "description": "Book 50% deposit"},
+        {
+            "status": "in_progress",
+            "priority": "medium",
+            "tags": ["travel", "home"],
+            "due_date": NOW + 10 * DAY,
+            "description": "Book 50% deposit",
+        },
     ),
     ("Call mom", {"status": "done", "priority": "low", "tags": ["home"]}),
 ]
@@ -78,8 +91,10 @@ CASES = [
     ({"any_tag": ["home", "work"], "overdue": "true"}, {"Pay rent", "Write report"}),
     ({"status": "in_progress", "q": "trip"}, {"Plan trip_2027"}),
     ({"tag": "finance", "due_before": iso(NOW)}, {"Pay rent", "File taxes"}),
-    ({"priority": ["low", "medium"], "any_tag": ["home", "errand"], "status": ["todo", "done"]},
-     {"Buy milk 100%", "Call mom"}),
+    (
+        {"priority": ["low", "medium"], "any_tag": ["home", "errand"], "status": ["todo", "done"]},
+        {"Buy milk 100%", "Call mom"},
+    ),
 ]
 
 
@@ -93,7 +108,9 @@ async def test_filters_and_their_combinations(client, accounts):
         assert page["next_cursor"] is None
         # The other user sees exactly their own counterparts.
         response = await client.get(TASKS, params={**params, "limit": 100}, headers=theirs.headers)
-        assert {task["title"] for task in response.json()["items"]} == {f"Theirs: {t}" for t in expected}, params
+        assert {task["title"] for task in response.json()["items"]} == {f"Theirs: {t}" for t in expected}, (
+            params
+        )
 
 
 @pytest.mark.parametrize(
@@ -139,3 +156,12 @@ async def test_default_sort_is_newest_first_and_limit_defaults_to_20(client, db)
     page = (await client.get(TASKS, headers=account.headers)).json()
     assert [task["title"] for task in page["items"]] == [f"Task {i:02}" for i in range(20)]
     assert page["next_cursor"] is not None
+
+
+async def test_an_unencoded_plus_in_a_due_filter_gets_a_hint(client, db):
+    account = await make_account(db)
+    response = await client.get(f"{TASKS}?due_after=2026-12-01T00:00:00+01:00", headers=account.headers)
+    assert error_fields(response) == {"due_after"}
+    assert "%2B" in response.json()["detail"][0]["msg"]
+    encoded = await client.get(f"{TASKS}?due_after=2026-12-01T00:00:00%2B01:00", headers=account.headers)
+    assert encoded.status_code == 200

@@ -46,7 +46,9 @@ async def test_wrong_current_password_is_400_and_changes_nothing(client, db):
     account = await make_account(db)
     before = await db.fetchval("SELECT hashed_password FROM users")
     response = await client.patch(
-        ME, json={"password": "a brand new one", "current_password": "not it", "full_name": "X"}, headers=account.headers
+        ME,
+        json={"password": "a brand new one", "current_password": "not it", "full_name": "X"},
+        headers=account.headers,
     )
     assert response.status_code == 400
     assert "current_password" in response.json()["detail"]

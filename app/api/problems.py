@@ -5,9 +5,11 @@ Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenti
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -38,21 +40,40 @@ def precondition_failed(current: int) -> JSONResponse:
     )
 
 
-def invalid_cursor(error: InvalidCursor, cursor: str | None) -> RequestValidationError:
-    """A bad cursor reads like any other validation error, naming the `cursor` query parameter."""
-    return RequestValidationError(
-        [
-            {
-                "type": "value_error",
-                "loc": ("query", "cursor"),
-                "msg": f"Value error, cursor {error}",
-                "input": cursor,
-            }
-        ]
-    )
+# Validation errors echo the offending input back; never for these (responses end up in logs and traces).
+SECRET_FIELDS = frozenset({"password", "current_password"})
+REDACTED = "[redacted]"
+
+
+def _redact(error: dict[str, Any]) -> dict[str, Any]:
+    loc = tuple(str(part) for part in error.get("loc", ()))
+    # loc == ("body",): the whole body was the wrong type, and it may hold a password.
+    if "input" in error and (SECRET_FIELDS.intersection(loc) or loc == ("body",)):
+        return {**error, "input": REDACTED}
+    return error
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an echoed input may hold a lone surrogate, which UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+async def validation_failed(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 shape, with secrets removed from the echoed input."""
+    assert isinstance(error, RequestValidationError)
+    errors = [_redact(dict(item)) for item in error.errors()]
+    return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
 def register_problem_handlers(app: FastAPI) -> None:
+    async def invalid_cursor(request: Request, error: Exception) -> JSONResponse:
+        # A bad cursor reads like any other validation error, naming the `cursor` query parameter.
+        cursor = request.query_params.get("cursor")
+        problem = {"type": "value_error", "loc": ("query", "cursor"), "msg": f"Value error, cursor {error}"}
+        return await validation_failed(request, RequestValidationError([{**problem, "input": cursor}]))
+
     async def account_gone(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
 
@@ -63,6 +84,8 @@ def register_problem_handlers(app: FastAPI) -> None:
         assert isinstance(error, VersionMismatch)
         return precondition_failed(error.current)
 
+    app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(AccountGone, account_gone)
     app.add_exception_handler(TaskNotFound, task_not_found)
     app.add_exception_handler(VersionMismatch, version_mismatch)
@@ -98,6 +121,15 @@ R409_EMAIL: dict[int | str, dict[str, Any]] = {
 }
 R409_PASSWORD: dict[int | str, dict[str, Any]] = {
     409: _doc("Password changed by a concurrent request", "The password was changed meanwhile; try again.")
+}
+R503: dict[int | str, dict[str, Any]] = {
+    503: {
+        **_doc(
+            "The database is unreachable; retry shortly",
+            "The database is unavailable right now; retry in a few seconds.",
+        ),
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    }
 }
 R412: dict[int | str, dict[str, Any]] = {
     412: _doc(

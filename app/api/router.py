@@ -2,11 +2,10 @@
 
 from fastapi import APIRouter
 
+from app.api.problems import R503
 from app.api.routes import auth, health, tags, tasks, users
 
 api_router = APIRouter()
 api_router.include_router(health.router)
-api_router.include_router(auth.router)
-api_router.include_router(users.router)
-api_router.include_router(tasks.router)
-api_router.include_router(tags.router)
+for module in (auth, users, tasks, tags):
+    api_router.include_router(module.router, responses=R503)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.fields import Email, FullName, NoNulStr, Password
+from app.models.fields import Email, FullName, Password, StorableStr
 
 
 class RegisterRequest(BaseModel):
@@ -25,10 +25,10 @@ class RegisterRequest(BaseModel):
 
 
 class LoginForm(BaseModel):
-    """The OAuth2 password form (`application/x-www-form-urlencoded`), as the /docs Authorize button sends it."""
+    """The OAuth2 password form (`application/x-www-form-urlencoded`) that /docs Authorize sends."""
 
-    username: NoNulStr = Field(description="The account's email address.", max_length=320)
-    password: NoNulStr = Field(max_length=128)
+    username: StorableStr = Field(description="The account's email address.", max_length=320)
+    password: StorableStr = Field(max_length=128)
     grant_type: Literal["password"] | None = None
     scope: str = ""
 

@@ -1,11 +1,13 @@
 """Constrained field types shared by the request schemas: one place for each input rule.
 
-PostgreSQL cannot store NUL characters in text, so every text input rejects them here (a 422 naming the
-field) instead of failing in the database (a 500).
+PostgreSQL cannot store NUL characters, and a lone UTF-16 surrogate (`"\ud800"` is valid JSON) cannot be
+encoded as UTF-8 at all: every text input rejects both here, with a 422 naming the field, instead of failing
+in the driver or the database with a 500.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -13,15 +15,20 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints
 
 NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
+SURROGATE_MESSAGE = "must be valid Unicode (it contains an unpaired surrogate)"
 OFFSET_MESSAGE = "needs a timezone offset, e.g. 2026-05-01T17:00:00Z or 2026-05-01T19:00:00+02:00"
 
 MAX_TAGS = 20
 TAG_MAX_LENGTH = 50
 
 
-def reject_nul(value: str) -> str:
+def storable_text(value: str) -> str:
     if "\x00" in value:
         raise ValueError(NUL_MESSAGE)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(SURROGATE_MESSAGE) from None
     return value
 
 
@@ -36,7 +43,7 @@ def require_offset(value: datetime) -> datetime:
 
 
 def normalize_tag(value: str) -> str:
-    reject_nul(value)
+    storable_text(value)
     tag = value.strip().lower()
     if not 1 <= len(tag) <= TAG_MAX_LENGTH:
         raise ValueError(f"each tag must be 1 to {TAG_MAX_LENGTH} characters after trimming")
@@ -55,18 +62,18 @@ def limit_tags(tags: list[str]) -> list[str]:
     return tags
 
 
-NoNulStr = Annotated[str, AfterValidator(reject_nul)]
+StorableStr = Annotated[str, AfterValidator(storable_text)]
 
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(reject_nul),
+    AfterValidator(storable_text),
     Field(description="1 to 200 characters after trimming surrounding whitespace.", examples=["Buy milk"]),
 ]
 Description = Annotated[
     str,
     StringConstraints(max_length=10_000),
-    AfterValidator(reject_nul),
+    AfterValidator(storable_text),
     Field(description="Up to 10,000 characters.", examples=["Semi-skimmed, two litres"]),
 ]
 Tag = Annotated[
@@ -85,16 +92,28 @@ TagList = Annotated[
 ]
 OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
 
+# "2026-05-01T17:00:00 02:00": an unencoded "+" in a URL query arrives as a space.
+_PLUS_DECODED_AS_SPACE = re.compile(r".*\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
+
+
+def hint_encoded_plus(value: object) -> object:
+    if isinstance(value, str) and _PLUS_DECODED_AS_SPACE.fullmatch(value):
+        raise ValueError("has a space before its offset: in a URL, write the '+' of the offset as %2B")
+    return value
+
+
+QueryDatetime = Annotated[datetime, BeforeValidator(hint_encoded_plus), AfterValidator(require_offset)]
+
 Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[
     str,
     StringConstraints(min_length=8, max_length=128),
-    AfterValidator(reject_nul),
+    AfterValidator(storable_text),
     Field(description="8 to 128 characters.", examples=["correct horse battery"]),
 ]
 FullName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(reject_nul),
+    AfterValidator(storable_text),
     Field(description="1 to 200 characters after trimming.", examples=["Ada Lovelace"]),
 ]

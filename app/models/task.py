@@ -11,7 +11,16 @@ from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
-from app.models.fields import NUL_MESSAGE, OFFSET_MESSAGE, Description, OffsetDatetime, Tag, TagList, Title
+from app.models.fields import (
+    OFFSET_MESSAGE,
+    Description,
+    OffsetDatetime,
+    QueryDatetime,
+    Tag,
+    TagList,
+    Title,
+    storable_text,
+)
 
 
 class TaskStatus(StrEnum):
@@ -90,11 +99,11 @@ class Task(TimestampMixin, table=True):
 PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(TaskPriority)}
 
 DUE_DATE_DESCRIPTION = (
-    "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an offset "
-    "is rejected with 422, because its instant would be ambiguous."
+    "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an "
+    "offset is rejected with 422, because its instant would be ambiguous."
 )
 
-TASK_EXAMPLE = {
+TASK_EXAMPLE: dict[str, Any] = {
     "id": "0b7e7d1c-4a4e-4f0a-9b8e-2f1d6c3a5e71",
     "title": "Renew the passport",
     "description": "Photos first",
@@ -187,7 +196,7 @@ class TaskPage(BaseModel):
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
-        description="Pass as `cursor` (with the same filters and sort) for the next page; null on the last page."
+        description="Pass as `cursor` (same filters and sort) for the next page; null on the last page."
     )
 
 
@@ -240,21 +249,21 @@ class TaskListQuery(BaseModel):
     overdue: bool = pydantic.Field(
         default=False, description="`true`: only tasks due before now and not done. `false` does not filter."
     )
-    due_before: OffsetDatetime | None = pydantic.Field(
+    due_before: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly before this instant; " + OFFSET_MESSAGE + "."
     )
-    due_after: OffsetDatetime | None = pydantic.Field(
+    due_after: QueryDatetime | None = pydantic.Field(
         default=None, description="Due strictly after this instant; " + OFFSET_MESSAGE + "."
     )
     q: SearchText | None = pydantic.Field(
         default=None,
-        description="Case-insensitive substring of the title or the description; `%` and `_` match literally. "
-        "Up to 200 characters; blank means no text filter.",
+        description="Case-insensitive substring of the title or the description; `%` and `_` match "
+        "literally. Up to 200 characters; blank means no text filter.",
     )
     sort: TaskSort = pydantic.Field(
         default=TaskSort.created_at_desc,
-        description="A leading `-` sorts descending. Ties are broken by id; tasks without a due date come last "
-        "in both directions; priority sorts by rank (low < medium < high < urgent).",
+        description="A leading `-` sorts descending. Ties are broken by id; tasks without a due date come "
+        "last in both directions; priority sorts by rank (low < medium < high < urgent).",
     )
     limit: int = pydantic.Field(default=20, ge=1, le=100, description="Page size.")
     cursor: str | None = pydantic.Field(
@@ -263,7 +272,7 @@ class TaskListQuery(BaseModel):
 
     @field_validator("q", "cursor")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError(NUL_MESSAGE)
-        return value or None
+    def _storable(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # blank means "not given" (q is already trimmed)
+        return storable_text(value)

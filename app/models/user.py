@@ -9,7 +9,7 @@ from sqlalchemy import Index, Text, func, text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
-from app.models.fields import FullName, NoNulStr, Password
+from app.models.fields import FullName, Password, StorableStr
 
 
 class User(TimestampMixin, table=True):
@@ -71,7 +71,7 @@ class UserUpdate(BaseModel):
     password: Password = pydantic.Field(  # type: ignore[assignment]
         default=None, description="The new password; requires `current_password`."
     )
-    current_password: NoNulStr | None = pydantic.Field(
+    current_password: StorableStr | None = pydantic.Field(
         default=None, validate_default=True, max_length=128, description="Required to change the password."
     )
 

@@ -1,4 +1,4 @@
-"""All SQL of the API, one module per entity. Each public function runs one statement where the work allows it.
+"""All SQL of the API, one module per entity; each function runs one statement where the work allows it.
 
 The outcomes a statement can report besides success are these exceptions; app/api/problems.py turns them
 into HTTP responses.

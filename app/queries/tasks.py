@@ -7,13 +7,16 @@ authorises and does the work, and a deleted user loses access at once.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     DateTime,
     Integer,
+    Table,
     Text,
     Uuid,
     and_,
@@ -35,8 +38,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.models.task import (
@@ -52,8 +57,8 @@ from app.models.task import (
 from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
-tasks = Task.__table__
-users = User.__table__
+tasks: Table = Task.__table__  # type: ignore[attr-defined]
+users: Table = User.__table__  # type: ignore[attr-defined]
 
 # Exactly the columns a task reads as (TaskRead), in its order.
 TASK_COLUMNS = [tasks.c[name] for name in TaskRead.model_fields]
@@ -69,7 +74,7 @@ def _task_read(row: Any) -> TaskRead:
     return TaskRead.model_validate(row._mapping, from_attributes=False)
 
 
-# --- listing -------------------------------------------------------------------------------------------------
+# --- listing ------------------------------------------------------------------------------------------------
 
 
 def _priority_rank(priority: Any) -> ColumnElement[int]:
@@ -119,8 +124,13 @@ def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
 
 
 def _cursor_binding(user_id: uuid.UUID, query: TaskListQuery) -> str:
-    """What a cursor is valid for: this user, this sort and these filters (the page size may change)."""
-    return f"{user_id}|{query.model_dump_json(exclude={'cursor', 'limit'})}"
+    """What a cursor is valid for: this user, this sort and these filters (the page size may change).
+
+    Repeated parameters are sorted, so `tag=a&tag=b` and `tag=b&tag=a` are the same query.
+    """
+    filters = query.model_dump(mode="json", exclude={"cursor", "limit"})
+    canonical = {name: sorted(value) if isinstance(value, list) else value for name, value in filters.items()}
+    return f"{user_id}|{json.dumps(canonical, sort_keys=True)}"
 
 
 def _cursor_key(sort: TaskSort, task: TaskRead) -> list[Any]:
@@ -192,7 +202,7 @@ async def list_tasks(connection: AsyncConnection, user_id: uuid.UUID, query: Tas
     return TaskPage(items=items, next_cursor=next_cursor)
 
 
-# --- single tasks --------------------------------------------------------------------------------------------
+# --- single tasks -------------------------------------------------------------------------------------------
 
 
 async def create_task(connection: AsyncConnection, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
@@ -246,8 +256,8 @@ async def _guarded(
     user_id: uuid.UUID,
     task_id: uuid.UUID,
     expected: list[int] | None,
-    build_write: Any,
-) -> Any:
+    build_write: Callable[[list[ColumnElement[bool]]], ReturningDelete[Any] | ReturningUpdate[Any]],
+) -> Row[Any]:
     """Run a write on one task in a single statement that also tells 401, 404 and 412 apart.
 
         WITH account AS (the active user), owned AS (the task's version, if the user owns it),
@@ -264,7 +274,7 @@ async def _guarded(
         .where(tasks.c.id == task_id, tasks.c.user_id.in_(select(account.c.id)))
         .cte("owned")
     )
-    target = [tasks.c.id.in_(select(owned.c.id))]
+    target: list[ColumnElement[bool]] = [tasks.c.id.in_(select(owned.c.id))]
     if expected is not None:
         target.append(tasks.c.version.in_(expected))
     written = build_write(target).cte("written")
@@ -276,7 +286,7 @@ async def _guarded(
         raise AccountGone
     if row.current_version is None:
         raise TaskNotFound
-    if row.written_id is None:
+    if row.id is None:
         if expected is not None:
             raise VersionMismatch(row.current_version)
         raise TaskNotFound  # deleted by a concurrent request between the snapshot and the write
@@ -297,24 +307,22 @@ async def update_task(
             raise VersionMismatch(task.version)
         return task
 
-    def write(target: list[ColumnElement[bool]]) -> Any:
-        returned = [column.label(f"written_{column.name}") for column in TASK_COLUMNS]
-        return update(tasks).where(*target).values(_set_clause(changes)).returning(*returned)
+    def write(target: list[ColumnElement[bool]]) -> ReturningUpdate[Any]:
+        return update(tasks).where(*target).values(_set_clause(changes)).returning(*TASK_COLUMNS)
 
-    row = await _guarded(connection, user_id, task_id, expected, write)
-    return TaskRead.model_validate({name: row._mapping[f"written_{name}"] for name in TaskRead.model_fields})
+    return _task_read(await _guarded(connection, user_id, task_id, expected, write))
 
 
 async def delete_task(
     connection: AsyncConnection, user_id: uuid.UUID, task_id: uuid.UUID, expected: list[int] | None
 ) -> None:
-    def write(target: list[ColumnElement[bool]]) -> Any:
-        return delete(tasks).where(*target).returning(tasks.c.id.label("written_id"))
+    def write(target: list[ColumnElement[bool]]) -> ReturningDelete[Any]:
+        return delete(tasks).where(*target).returning(tasks.c.id)
 
     await _guarded(connection, user_id, task_id, expected, write)
 
 
-# --- tags ----------------------------------------------------------------------------------------------------
+# --- tags ---------------------------------------------------------------------------------------------------
 
 TAG_COUNTS = text(
     """
@@ -337,4 +345,4 @@ async def tag_counts(connection: AsyncConnection, user_id: uuid.UUID) -> list[tu
     rows = (await connection.execute(TAG_COUNTS, {"user_id": user_id})).all()
     if not rows:
         raise AccountGone
-    return [(row.tag, row.count) for row in rows if row.tag is not None]
+    return [(row.tag, row._mapping["count"]) for row in rows if row.tag is not None]

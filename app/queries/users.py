@@ -1,25 +1,25 @@
-"""Every SQL statement about users. Emails are stored lower-cased, so the lower(email) index serves lookups."""
+"""Every SQL statement about users. Emails are stored lower-cased; the lower(email) index serves lookups."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models.user import User, UserRead
 from app.queries import AccountGone
 
-users = User.__table__
+users: Table = User.__table__  # type: ignore[attr-defined]
 USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
 
 
 async def insert_user(
     connection: AsyncConnection, email: str, hashed_password: str, full_name: str | None
 ) -> uuid.UUID | None:
-    """The new user's id, or None if the email is taken (also when another request registers it concurrently)."""
+    """The new user's id, or None if the email is taken (also by a concurrent registration)."""
     statement = (
         insert(users)
         .values(email=email, hashed_password=hashed_password, full_name=full_name)
@@ -61,8 +61,10 @@ class PasswordChangedConcurrently(Exception):
 async def update_user(
     connection: AsyncConnection, user_id: uuid.UUID, values: dict[str, Any], *, old_hash: str | None = None
 ) -> UserRead:
-    """Write `values` in one statement. With `old_hash`, only if the password is still that one (compare-and-set,
-    so a password change needs no transaction around its read and its write)."""
+    """Write `values` in one statement. With `old_hash`, only if the password is still that one.
+
+    That compare-and-set makes a password change safe without a transaction around its read and its write.
+    """
     statement = (
         update(users).where(users.c.id == user_id, users.c.is_active).values(values).returning(*USER_COLUMNS)
     )
@@ -79,6 +81,6 @@ async def update_user(
 
 async def delete_user(connection: AsyncConnection, user_id: uuid.UUID) -> None:
     """Delete the user; their tasks go with them (ON DELETE CASCADE)."""
-    statement = delete(users).where(users.c.id == user_id).returning(users.c.id)
+    statement = delete(users).where(users.c.id == user_id, users.c.is_active).returning(users.c.id)
     if (await connection.execute(statement)).first() is None:
         raise AccountGone

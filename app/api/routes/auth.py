@@ -45,7 +45,7 @@ async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
     responses=R401_LOGIN,
 )
 async def login(form: Annotated[LoginForm, Form()], connection: ConnectionDep) -> Token:
-    """Exchanges `username` (the email) and `password` for a bearer token; the form the /docs Authorize button sends."""
+    """Exchanges `username` (the email) and `password` for a bearer token (the form /docs Authorize sends)."""
     found = await user_queries.credentials(connection, form.username.strip().lower())
     # Unknown emails are verified against a dummy hash, so timing does not reveal which emails are registered.
     valid = await run_in_threadpool(verify_password, form.password, found[1] if found else None)

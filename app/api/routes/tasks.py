@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.api.deps import ConnectionDep, CurrentUserId, IfMatch
-from app.api.problems import R400_IF_MATCH, R401, R404, R412, invalid_cursor
-from app.cursor import InvalidCursor
+from app.api.problems import R400_IF_MATCH, R401, R404, R412
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import tasks as task_queries
 
@@ -34,10 +33,7 @@ async def list_tasks(
     user_id: CurrentUserId, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
 ) -> TaskPage:
     """Returns one page of the caller's tasks; follow `next_cursor` until it is null for the rest."""
-    try:
-        return await task_queries.list_tasks(connection, user_id, query)
-    except InvalidCursor as error:
-        raise invalid_cursor(error, query.cursor) from None
+    return await task_queries.list_tasks(connection, user_id, query)
 
 
 @router.post(
@@ -86,7 +82,7 @@ async def update_task(
     connection: ConnectionDep,
     response: Response,
 ) -> TaskRead:
-    """Changes the fields present in the body; with `If-Match: "<version>"` only if nobody changed it meanwhile."""
+    """Changes the fields present in the body; with `If-Match: "<version>"` only at that version."""
     changes = body.model_dump(exclude_unset=True)
     task = await task_queries.update_task(connection, user_id, task_id, changes, expected)
     return _etag(response, task)

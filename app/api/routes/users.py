@@ -17,7 +17,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get(
-    "/me", summary="The current user", operation_id="users_me", response_model=UserRead, responses=R401
+    "/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401
 )
 async def read_me(user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
     """Returns the account of the access token (never its password hash)."""

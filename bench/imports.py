@@ -1,0 +1,170 @@
+"""Cold-start import cost: `import app.handler` against the bare library floor, and from the Lambda zip.
+
+    .venv/bin/python bench/imports.py [--repeat 9] [--zip .serverless/task-api.zip]
+
+Every measurement is a fresh interpreter (a cold start imports everything once), timed inside the process, so
+interpreter start-up is left out. Runs alternate between the variants, so machine load hits them alike;
+medians are reported. The target is app.handler <= 1.15 x the floor (issue 4).
+
+The zip part unpacks the artifact `make package` built and imports app.handler from it with `-I -S -B` (only
+the zip's packages, nothing written, as on Lambda's read-only filesystem): once with the shipped bytecode and
+once with it removed. The zip's compiled extensions are for arm64; on another machine they are swapped for
+the same versions' native builds from .venv (pinned alike by constraints.txt), which leaves the Python side,
+the part bytecode changes, as shipped.
+
+Prints a table; exits non-zero only if it cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOOR = "fastapi, sqlmodel, sqlalchemy.ext.asyncio, asyncpg, mangum, pydantic_settings"
+# Production-shaped settings (a Neon pooled URL; nothing connects at import).
+ENV = {
+    "ENVIRONMENT": "production",
+    "DATABASE_URL": "postgresql://bench:bench@ep-bench-123456-pooler.us-east-2.aws.neon.tech/neondb?sslmode=require",
+    "SECRET_KEY": "bench-only-0123456789abcdef0123456789abcdef",
+}
+TIMED = "import sys, time; {path}t = time.perf_counter(); import {modules}; print(time.perf_counter() - t)"
+
+
+def timed_import(
+    modules: str, *, flags: tuple[str, ...] = (), path: str | None = None, cwd: Path = ROOT
+) -> float:
+    prefix = f"sys.path.insert(0, {path!r}); " if path else ""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DATABASE_", "DB_"))} | ENV
+    result = subprocess.run(
+        [sys.executable, *flags, "-c", TIMED.format(path=prefix, modules=modules)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"import of {modules} failed:\n{result.stderr[-3000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure(variants: dict[str, dict], repeat: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for kwargs in variants.values():  # warm the OS page cache; not counted
+        timed_import(**kwargs)
+    for _ in range(repeat):
+        for name, kwargs in variants.items():
+            samples[name].append(timed_import(**kwargs))
+    return samples
+
+
+def row(label: str, values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return f"| {label:<44} | {statistics.median(ms):7.1f} | {min(ms):7.1f} | {max(ms):7.1f} |"
+
+
+def host_native_artifact(zip_path: Path, into: Path) -> tuple[int, list[str]]:
+    """Unpack the zip; swap its arm64 extension modules for this machine's builds from .venv."""
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(into)
+    site = Path(sysconfig.get_paths()["platlib"])
+    host_suffix = sysconfig.get_config_var("EXT_SUFFIX")  # e.g. .cpython-311-x86_64-linux-gnu.so
+    swapped, missing = 0, []
+    for so in into.rglob("*.so"):
+        relative = so.relative_to(into)
+        name = relative.name
+        if "-aarch64-linux-gnu.so" in name and platform.machine() != "aarch64":
+            name = name.split(".cpython-")[0] + host_suffix
+        native = site / relative.parent / name
+        if not native.exists():
+            missing.append(str(relative))
+            continue
+        so.unlink()
+        shutil.copy2(native, into / relative.parent / name)
+        swapped += 1
+    return swapped, missing
+
+
+def strip_bytecode(tree: Path) -> int:
+    caches = list(tree.rglob("__pycache__"))
+    for cache in caches:
+        shutil.rmtree(cache)
+    return len(caches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--zip", type=Path, default=ROOT / ".serverless" / "task-api.zip")
+    args = parser.parse_args()
+
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"n={args.repeat}\n"
+    )
+    header = (
+        f"| {'import (fresh interpreter, in-process time)':<44} | {'median':>7} | {'min':>7} | {'max':>7} |"
+    )
+    rule = f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
+    print(header, rule, sep="\n")
+
+    source = measure(
+        {"floor": {"modules": FLOOR}, "handler": {"modules": "app.handler"}},
+        args.repeat,
+    )
+    print(row("library floor", source["floor"]))
+    print(row("app.handler (source tree, .venv)", source["handler"]))
+    ratio = statistics.median(source["handler"]) / statistics.median(source["floor"])
+
+    notes = []
+    if args.zip.exists() and sys.version_info[:2] == (3, 11):
+        with tempfile.TemporaryDirectory(prefix="task-api-artifact-") as tmp:
+            with_pyc, without_pyc = Path(tmp) / "with", Path(tmp) / "without"
+            swapped, missing = host_native_artifact(args.zip, with_pyc)
+            shutil.copytree(with_pyc, without_pyc, symlinks=True)
+            removed = strip_bytecode(without_pyc)
+            common = {"modules": "app.handler", "flags": ("-I", "-S", "-B")}
+            artifact = measure(
+                {
+                    "with": {**common, "path": str(with_pyc), "cwd": with_pyc},
+                    "without": {**common, "path": str(without_pyc), "cwd": without_pyc},
+                },
+                args.repeat,
+            )
+            print(row("app.handler from the zip, with its bytecode", artifact["with"]))
+            print(row("app.handler from the zip, bytecode removed", artifact["without"]))
+            speedup = statistics.median(artifact["without"]) / statistics.median(artifact["with"])
+            notes.append(
+                f"bytecode: {speedup:.2f}x faster import from the zip ({removed} __pycache__ dirs removed)"
+            )
+            notes.append(
+                f"{swapped} arm64 extension modules swapped for native builds; missing: {missing or 'none'}"
+            )
+            size = sum(i.file_size for i in zipfile.ZipFile(args.zip).infolist())
+            notes.append(
+                f"zip: {args.zip.stat().st_size / 1e6:.1f} MB, unzipped {size / 1e6:.1f} MB (limit 262 MB)"
+            )
+    elif not args.zip.exists():
+        notes.append(f"no artifact at {args.zip}: run `make package` to add the zip rows")
+    else:
+        notes.append(
+            "the zip's bytecode is for Python 3.11: run this with a 3.11 interpreter for the zip rows"
+        )
+
+    print(f"\napp.handler / floor = {ratio:.2f} (target <= 1.15)")
+    for note in notes:
+        print(note)
+
+
+if __name__ == "__main__":
+    main()

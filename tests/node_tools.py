@@ -1,0 +1,61 @@
+"""The Node side of the tests (osls and its plugins): present, or a clear skip locally, or a failure in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OSLS = ROOT / "node_modules" / ".bin" / "osls"
+
+# Packaging and `osls offline` must never reach AWS: fake credentials make the SDK fail fast if anything
+# tries, and TASK_API_SETTINGS_FROM=local keeps serverless.yml from reading SSM.
+OFFLINE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AWS_REGION": "us-east-1",
+    "TASK_API_SETTINGS_FROM": "local",
+    "SLS_TELEMETRY_DISABLED": "1",
+    "SLS_NOTIFICATIONS_MODE": "off",
+}
+
+
+def require_osls() -> Path:
+    """The osls binary; skips when Node or `npm ci` is missing, except under CI, where that is a failure."""
+    problem = None
+    if shutil.which("node") is None:
+        problem = "node is not installed"
+    elif not OSLS.exists():
+        problem = "node_modules is missing: run `npm ci`"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI is set: .ci/run must install the Node packages)")
+        pytest.skip(f"{problem}; the osls packaging and emulation tests need it")
+    return OSLS
+
+
+def osls_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    # The test session's database settings must not leak into packaged templates.
+    for key in ("DATABASE_URL", "DATABASE_URL_DIRECT", "SECRET_KEY", "ENVIRONMENT", "ALLOWED_ORIGINS"):
+        env.pop(key, None)
+    if sys.version_info[:2] == (3, 11):
+        # The interpreter running the tests is a Python 3.11 with pip: it can build the zip's bytecode.
+        env.setdefault("LAMBDA_PYTHON", sys.executable)
+    return {**env, **OFFLINE_AWS_ENV, **extra}
+
+
+def run_osls(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(require_osls()), *args],
+        cwd=ROOT,
+        env=osls_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

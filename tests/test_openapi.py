@@ -1,0 +1,63 @@
+"""The published contract: every route documented with a summary, a stable operation id and its errors."""
+
+from __future__ import annotations
+
+EXPECTED_OPERATIONS = {
+    ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "422"}),
+    ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "422"}),
+    ("get", "/api/v1/users/me"): ("users_get_me", {"200", "401"}),
+    ("patch", "/api/v1/users/me"): ("users_update_me", {"200", "400", "401", "422"}),
+    ("delete", "/api/v1/users/me"): ("users_delete_me", {"204", "401"}),
+    ("get", "/api/v1/tasks"): ("tasks_list", {"200", "401", "422"}),
+    ("post", "/api/v1/tasks"): ("tasks_create", {"201", "401", "422"}),
+    ("get", "/api/v1/tasks/{task_id}"): ("tasks_get", {"200", "401", "404", "422"}),
+    ("patch", "/api/v1/tasks/{task_id}"): ("tasks_update", {"200", "400", "401", "404", "412", "422"}),
+    ("delete", "/api/v1/tasks/{task_id}"): ("tasks_delete", {"204", "400", "401", "404", "412", "422"}),
+    ("get", "/api/v1/tags"): ("tags_list", {"200", "401"}),
+}
+
+
+async def test_every_route_has_a_summary_a_description_and_a_unique_operation_id(client):
+    spec = (await client.get("/openapi.json")).json()
+    operations = [(method, path, op) for path, item in spec["paths"].items() for method, op in item.items()]
+    ids = [op["operationId"] for _, _, op in operations]
+    assert len(ids) == len(set(ids))
+    for method, path, op in operations:
+        assert op.get("summary"), (method, path)
+        assert op.get("description"), (method, path)
+    for (method, path), (operation_id, statuses) in EXPECTED_OPERATIONS.items():
+        op = spec["paths"][path][method]
+        assert op["operationId"] == operation_id
+        assert statuses <= set(op["responses"]), (operation_id, set(op["responses"]))
+        if "401" in statuses and operation_id != "auth_token":
+            assert op["security"] == [{"OAuth2PasswordBearer": []}], operation_id
+
+
+async def test_schemas_carry_examples_and_the_due_date_rule(client):
+    spec = (await client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for name in ("TaskCreate", "TaskUpdate", "TaskRead", "TaskPage", "RegisterRequest", "Token", "UserRead"):
+        assert schemas[name].get("examples"), name
+    assert "offset" in schemas["TaskCreate"]["properties"]["due_date"]["description"]
+    assert "hashed_password" not in schemas["UserRead"]["properties"]
+    list_params = {p["name"] for p in spec["paths"]["/api/v1/tasks"]["get"]["parameters"]}
+    assert list_params == {
+        "status",
+        "priority",
+        "tag",
+        "any_tag",
+        "overdue",
+        "due_before",
+        "due_after",
+        "q",
+        "sort",
+        "limit",
+        "cursor",
+    }
+    token_url = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"]
+    assert token_url == "/api/v1/auth/token"
+
+
+async def test_docs_page_is_served(client):
+    response = await client.get("/docs")
+    assert response.status_code == 200 and "swagger" in response.text.lower()
