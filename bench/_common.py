@@ -31,7 +31,7 @@ BENCH_USER_ID = uuid.UUID("8d7f1a52-3c8e-4a8e-9b55-1f0c2d3e4a51")
 
 
 def bench_database_url(database: str = "bench") -> str:
-    """A `postgresql://` URL of the bench database (created if needed), on the embedded bench server by default."""
+    """The `postgresql://` URL of a bench database (created if needed), on the bench server by default."""
     explicit = os.environ.get("BENCH_DATABASE_URL")
     if explicit:
         return explicit
@@ -47,8 +47,13 @@ def migrate(url: str) -> None:
     import subprocess
 
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "ENVIRONMENT": "local"}
-    subprocess.run([PYTHON, str(ROOT / "scripts" / "alembic_cli.py"), "upgrade", "head"], check=True, env=env,
-                   cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [PYTHON, str(ROOT / "scripts" / "alembic_cli.py"), "upgrade", "head"],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
 
 
 def seed(url: str, users: int, tasks: int) -> float:
@@ -57,8 +62,13 @@ def seed(url: str, users: int, tasks: int) -> float:
 
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "ENVIRONMENT": "local"}
     started = time.perf_counter()
-    subprocess.run([PYTHON, str(ROOT / "scripts" / "seed_dev.py"), "--users", str(users), "--tasks", str(tasks)],
-                   check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [PYTHON, str(ROOT / "scripts" / "seed_dev.py"), "--users", str(users), "--tasks", str(tasks)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
@@ -72,7 +82,11 @@ async def ensure_bench_user(url: str, tasks: int = 60) -> None:
     try:
         await connection.execute(
             "INSERT INTO users (id, email, hashed_password, full_name) VALUES ($1, $2, $3, 'Bench') "
-            "ON CONFLICT DO NOTHING", BENCH_USER_ID, BENCH_USER_EMAIL, hash_password("benchpassword"))
+            "ON CONFLICT DO NOTHING",
+            BENCH_USER_ID,
+            BENCH_USER_EMAIL,
+            hash_password("benchpassword"),
+        )
         have = await connection.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", BENCH_USER_ID)
         if have < tasks:
             await connection.execute(
@@ -80,7 +94,11 @@ async def ensure_bench_user(url: str, tasks: int = 60) -> None:
                    SELECT $1, 'Bench task ' || g, (ARRAY['low','medium','high','urgent'])[1 + g % 4], 'todo',
                           CASE WHEN g % 3 = 0 THEN ARRAY['x', 'work'] ELSE ARRAY['home'] END,
                           now() - g * interval '1 minute'
-                   FROM generate_series($2::int + 1, $3::int) AS g""", BENCH_USER_ID, have, tasks)
+                   FROM generate_series($2::int + 1, $3::int) AS g""",
+                BENCH_USER_ID,
+                have,
+                tasks,
+            )
     finally:
         await connection.close()
 
@@ -91,12 +109,18 @@ def bench_token(user_id: uuid.UUID = BENCH_USER_ID) -> str:
     return create_access_token(user_id, minutes=600)
 
 
-# --- API Gateway HTTP API (payload 2.0) events ----------------------------------------------------------------
+# --- API Gateway HTTP API (payload 2.0) events -----------------------------------------------------------
 
 
-def http_api_event(method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-                   token: str | None = None, form: bool = False) -> dict[str, Any]:
-    """A payload-2.0 event shaped like a real captured one (../shared/lambda-events, powertools-ts iam-auth)."""
+def http_api_event(
+    method: str,
+    path: str,
+    query: dict[str, Any] | None = None,
+    body: Any = None,
+    token: str | None = None,
+    form: bool = False,
+) -> dict[str, Any]:
+    """A payload-2.0 event shaped like a real captured one (powertools-ts apigw-http iam-auth.json)."""
     headers = {
         "accept": "application/json",
         "accept-encoding": "gzip, deflate",
@@ -130,8 +154,13 @@ def http_api_event(method: str, path: str, query: dict[str, Any] | None = None, 
             "apiId": "lsw1ro4ipb",
             "domainName": "lsw1ro4ipb.execute-api.eu-west-1.amazonaws.com",
             "domainPrefix": "lsw1ro4ipb",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "15.248.3.126",
-                     "userAgent": "bench/1.0"},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "15.248.3.126",
+                "userAgent": "bench/1.0",
+            },
             "requestId": base64.b64encode(os.urandom(10)).decode(),
             "routeKey": "$default",
             "stage": "$default",
@@ -170,7 +199,7 @@ def lambda_handler():
     return handler
 
 
-# --- tables ---------------------------------------------------------------------------------------------------
+# --- tables ----------------------------------------------------------------------------------------------
 
 
 def p50(samples: Sequence[float]) -> float:

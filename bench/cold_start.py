@@ -3,7 +3,7 @@
     python bench/cold_start.py [--runs 5] [--delays 0,5]
 
 Each run is a fresh interpreter (like a new Lambda execution environment) that imports the handler and invokes
-it with an authenticated `GET /api/v1/tasks?tag=x` (API Gateway HTTP API 2.0 event), then a second time (warm).
+it with an authenticated `GET /api/v1/tasks?tag=x` (API Gateway HTTP API 2.0 event), then again (warm).
 The database sits behind bench/rtt_proxy.py in its own process, adding the one-way delay. Reported: p50 over
 the runs of the import time, the first (cold) invocation, the second (warm) one, and the process total.
 Exits non-zero only when something fails to run.
@@ -49,9 +49,22 @@ def start_proxy(url: str, delay_ms: float) -> tuple[subprocess.Popen, str]:
 
     target = make_url(url)
     proxy = subprocess.Popen(
-        [PYTHON, str(ROOT / "bench" / "rtt_proxy.py"), "--upstream", f"{target.host}:{target.port}",
-         "--delay-ms", str(delay_ms), "--eof-hold-ms", "0", "--log", os.devnull],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            PYTHON,
+            str(ROOT / "bench" / "rtt_proxy.py"),
+            "--upstream",
+            f"{target.host}:{target.port}",
+            "--delay-ms",
+            str(delay_ms),
+            "--eof-hold-ms",
+            "0",
+            "--log",
+            os.devnull,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     line = proxy.stdout.readline() if proxy.stdout else ""
     if not line.startswith("listening"):
         proxy.kill()
@@ -61,8 +74,14 @@ def start_proxy(url: str, delay_ms: float) -> tuple[subprocess.Popen, str]:
 
 
 def one_run(kind: str, url: str) -> dict:
-    env = {**os.environ, "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "ENVIRONMENT": "local", "DB_POOL": "null",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATABASE_URL_DIRECT": url,
+        "ENVIRONMENT": "local",
+        "DB_POOL": "null",
+        "PYTHONPATH": str(ROOT),
+    }
     started = time.perf_counter()
     done = subprocess.run([PYTHON, "-c", CHILD, kind], capture_output=True, text=True, env=env, cwd=ROOT)
     total = (time.perf_counter() - started) * 1000
@@ -74,7 +93,9 @@ def one_run(kind: str, url: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--delays", default="0,5", help="one-way delays in ms, comma-separated")
     args = parser.parse_args(argv)
@@ -92,16 +113,41 @@ def main(argv: list[str] | None = None) -> int:
                     figures.setdefault(kind, []).append(one_run(kind, proxied))
         finally:
             proxy.kill()
-        ours = {k: p50([r[k] for r in figures["app"]]) for k in ("import_ms", "first_ms", "second_ms", "process_ms")}
+        ours = {
+            k: p50([r[k] for r in figures["app"]])
+            for k in ("import_ms", "first_ms", "second_ms", "process_ms")
+        }
         for kind, label in (("app", "ours"), ("naive", "naive")):
             runs = figures[kind]
             med = {k: p50([r[k] for r in runs]) for k in ("import_ms", "first_ms", "second_ms", "process_ms")}
             statuses = sorted({s for r in runs for s in r["status"]})
-            rows.append([f"{delay:g}", label, "/".join(map(str, statuses)), med["import_ms"], med["first_ms"],
-                         med["second_ms"], med["process_ms"],
-                         "" if kind == "app" else f"{ours['first_ms'] / med['first_ms']:.2f}"])
-    print(table(["one-way ms", "handler", "status", "import ms", "1st invoke ms", "2nd invoke ms",
-                 "process ms", "ours/naive 1st"], rows))
+            rows.append(
+                [
+                    f"{delay:g}",
+                    label,
+                    "/".join(map(str, statuses)),
+                    med["import_ms"],
+                    med["first_ms"],
+                    med["second_ms"],
+                    med["process_ms"],
+                    "" if kind == "app" else f"{ours['first_ms'] / med['first_ms']:.2f}",
+                ]
+            )
+    print(
+        table(
+            [
+                "one-way ms",
+                "handler",
+                "status",
+                "import ms",
+                "1st invoke ms",
+                "2nd invoke ms",
+                "process ms",
+                "ours/naive 1st",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

@@ -48,8 +48,14 @@ class Endpoint:
     def event(self, ctx: dict[str, Any]) -> dict[str, Any]:
         token = ctx.get("token") or bench_token()
         body = self.body(ctx) if self.body else None
-        return http_api_event(self.method, self.path.format(**ctx), self.query, body,
-                              token=token if self.auth else None, form=self.form)
+        return http_api_event(
+            self.method,
+            self.path.format(**ctx),
+            self.query,
+            body,
+            token=token if self.auth else None,
+            form=self.form,
+        )
 
 
 async def _connect(url: str):
@@ -63,7 +69,8 @@ async def new_task(url: str) -> dict[str, Any]:
     try:
         task_id = await connection.fetchval(
             "INSERT INTO tasks (user_id, title, tags) VALUES ($1, 'to change', ARRAY['x']) RETURNING id",
-            BENCH_USER_ID)
+            BENCH_USER_ID,
+        )
     finally:
         await connection.close()
     return {"task_id": task_id}
@@ -73,7 +80,8 @@ async def any_task(url: str) -> dict[str, Any]:
     connection = await _connect(url)
     try:
         task_id = await connection.fetchval(
-            "SELECT id FROM tasks WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1", BENCH_USER_ID)
+            "SELECT id FROM tasks WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1", BENCH_USER_ID
+        )
     finally:
         await connection.close()
     return {"task_id": task_id}
@@ -86,8 +94,11 @@ async def new_user(url: str) -> dict[str, Any]:
     user_id = uuid.uuid4()
     try:
         await connection.execute(
-            "INSERT INTO users (id, email, hashed_password) VALUES ($1, $2, $3)", user_id,
-            f"gone-{user_id.hex[:12]}@example.com", _cached_hash(hash_password))
+            "INSERT INTO users (id, email, hashed_password) VALUES ($1, $2, $3)",
+            user_id,
+            f"gone-{user_id.hex[:12]}@example.com",
+            _cached_hash(hash_password),
+        )
     finally:
         await connection.close()
     return {"token": bench_token(user_id)}
@@ -103,27 +114,51 @@ def _cached_hash(hash_password) -> str:
 
 
 def _unique_email(ctx: dict[str, Any]) -> dict[str, Any]:
-    return {"email": f"new-{uuid.uuid4().hex[:12]}@example.com", "password": "a long enough password",
-            "full_name": "New User"}
+    return {
+        "email": f"new-{uuid.uuid4().hex[:12]}@example.com",
+        "password": "a long enough password",
+        "full_name": "New User",
+    }
 
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET /tasks?tag=x", "GET", "/api/v1/tasks", query={"tag": "x"}),
     Endpoint("GET /tasks?tag=x (naive)", "GET", "/api/v1/tasks", query={"tag": "x"}, handler="naive"),
-    Endpoint("GET /tasks?status&priority", "GET", "/api/v1/tasks", query={"status": "todo", "priority": "high"}),
-    Endpoint("GET /tasks/{id}", "GET", "/api/v1/tasks/{task_id}", prepare=any_task, route="/api/v1/tasks/{task_id}"),
+    Endpoint(
+        "GET /tasks?status&priority", "GET", "/api/v1/tasks", query={"status": "todo", "priority": "high"}
+    ),
+    Endpoint(
+        "GET /tasks/{id}", "GET", "/api/v1/tasks/{task_id}", prepare=any_task, route="/api/v1/tasks/{task_id}"
+    ),
     Endpoint("POST /tasks", "POST", "/api/v1/tasks", body=lambda c: {"title": "Bench task", "tags": ["x"]}),
-    Endpoint("PATCH /tasks/{id}", "PATCH", "/api/v1/tasks/{task_id}", body=lambda c: {"status": "done"},
-             prepare=new_task, route="/api/v1/tasks/{task_id}"),
-    Endpoint("DELETE /tasks/{id}", "DELETE", "/api/v1/tasks/{task_id}", prepare=new_task,
-             route="/api/v1/tasks/{task_id}"),
+    Endpoint(
+        "PATCH /tasks/{id}",
+        "PATCH",
+        "/api/v1/tasks/{task_id}",
+        body=lambda c: {"status": "done"},
+        prepare=new_task,
+        route="/api/v1/tasks/{task_id}",
+    ),
+    Endpoint(
+        "DELETE /tasks/{id}",
+        "DELETE",
+        "/api/v1/tasks/{task_id}",
+        prepare=new_task,
+        route="/api/v1/tasks/{task_id}",
+    ),
     Endpoint("GET /tags", "GET", "/api/v1/tags"),
     Endpoint("GET /users/me", "GET", "/api/v1/users/me"),
     Endpoint("PATCH /users/me", "PATCH", "/api/v1/users/me", body=lambda c: {"full_name": "Bench"}),
     Endpoint("DELETE /users/me", "DELETE", "/api/v1/users/me", prepare=new_user),
     Endpoint("POST /auth/register", "POST", "/api/v1/auth/register", body=_unique_email, auth=False),
-    Endpoint("POST /auth/token", "POST", "/api/v1/auth/token", auth=False, form=True,
-             body=lambda c: {"username": "bench-user@example.com", "password": "benchpassword"}),
+    Endpoint(
+        "POST /auth/token",
+        "POST",
+        "/api/v1/auth/token",
+        auth=False,
+        form=True,
+        body=lambda c: {"username": "bench-user@example.com", "password": "benchpassword"},
+    ),
     Endpoint("GET /health/db", "GET", "/api/v1/health/db", auth=False),
 ]
 

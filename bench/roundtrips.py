@@ -1,4 +1,4 @@
-"""Round trips, bytes and latency per endpoint through the Lambda handler, warm and cold, ours vs the naive one.
+"""Round trips, bytes and latency per endpoint through the Lambda handler, warm and cold, ours and naive.
 
     python bench/roundtrips.py [--delays 0,5] [--repeat 7] [--only NAME ...]
 
@@ -30,7 +30,7 @@ from bench._common import PYTHON, ROOT, bench_database_url, ensure_bench_user, m
 
 
 def _proxied_env(url: str, delay_ms: float):
-    """Start a proxy to `url`'s server and point this process's DATABASE_URL at it (before `app` is imported)."""
+    """Start a proxy to `url`'s server; point DATABASE_URL at it (before `app` is imported)."""
     from sqlalchemy.engine import make_url
 
     from bench.rtt_proxy import RttProxy
@@ -38,8 +38,13 @@ def _proxied_env(url: str, delay_ms: float):
     target = make_url(url)
     proxy = RttProxy(target.host or "127.0.0.1", target.port or 5432, delay_ms).start()
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    os.environ.update(DATABASE_URL=proxied, DATABASE_URL_DIRECT=proxied, ENVIRONMENT="local",
-                      DB_POOL="null", DB_APPLICATION_NAME="bench")
+    os.environ.update(
+        DATABASE_URL=proxied,
+        DATABASE_URL_DIRECT=proxied,
+        ENVIRONMENT="local",
+        DB_POOL="null",
+        DB_APPLICATION_NAME="bench",
+    )
     return proxy
 
 
@@ -70,11 +75,17 @@ def _invoke(proxy, endpoint, direct_url: str, counted: bool) -> dict[str, Any]:
     response = handler(event, LambdaContext())
     elapsed = (time.perf_counter() - started) * 1000
     stats = total(proxy.wait_idle(mark))
-    return {**stats, "ms": elapsed, "status": response["statusCode"],
-            "body": response.get("body", "")[:300] if response["statusCode"] >= 400 else ""}
+    return {
+        **stats,
+        "ms": elapsed,
+        "status": response["statusCode"],
+        "body": response.get("body", "")[:300] if response["statusCode"] >= 400 else "",
+    }
 
 
-def worker(mode: str, delay_ms: float, names: list[str], repeat: int, direct_url: str) -> list[dict[str, Any]]:
+def worker(
+    mode: str, delay_ms: float, names: list[str], repeat: int, direct_url: str
+) -> list[dict[str, Any]]:
     proxy = _proxied_env(direct_url, delay_ms)
     from bench.endpoints import available, by_name
 
@@ -85,9 +96,13 @@ def worker(mode: str, delay_ms: float, names: list[str], repeat: int, direct_url
             results.append({"name": name, "missing": True})
             continue
         if mode in ("cold-count", "cold-time"):
-            results.append({"name": name, **_invoke(proxy, endpoint, direct_url, counted=mode == "cold-count")})
+            results.append(
+                {"name": name, **_invoke(proxy, endpoint, direct_url, counted=mode == "cold-count")}
+            )
             continue
-        _invoke(proxy, endpoint, direct_url, counted=False)  # the first invocation of this process: the cold one
+        _invoke(
+            proxy, endpoint, direct_url, counted=False
+        )  # the first invocation of this process: the cold one
         counted = _invoke(proxy, endpoint, direct_url, counted=True)
         timed = [_invoke(proxy, endpoint, direct_url, counted=False)["ms"] for _ in range(repeat)]
         results.append({**counted, "name": name, "ms": p50(timed)})
@@ -95,8 +110,20 @@ def worker(mode: str, delay_ms: float, names: list[str], repeat: int, direct_url
 
 
 def spawn_worker(mode: str, delay_ms: float, names: list[str], repeat: int, url: str) -> list[dict[str, Any]]:
-    command = [PYTHON, str(Path(__file__).resolve()), "--worker", mode, "--delay", str(delay_ms),
-               "--repeat", str(repeat), "--url", url, "--names", json.dumps(names)]
+    command = [
+        PYTHON,
+        str(Path(__file__).resolve()),
+        "--worker",
+        mode,
+        "--delay",
+        str(delay_ms),
+        "--repeat",
+        str(repeat),
+        "--url",
+        url,
+        "--names",
+        json.dumps(names),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"worker {mode} {names} failed:\n{done.stderr[-3000:]}")
@@ -143,15 +170,31 @@ def report(figures: dict[float, dict[str, dict]]) -> str:
                 cold["ms"],
             ]
             if name.startswith("GET /tasks?tag=x") and naive and not naive["warm"].get("missing"):
-                row.append(f"{warm['round_trips'] / naive['warm']['round_trips']:.2f} rt, "
-                           f"{warm['ms'] / naive['warm']['ms']:.2f} ms")
+                row.append(
+                    f"{warm['round_trips'] / naive['warm']['round_trips']:.2f} rt, "
+                    f"{warm['ms'] / naive['warm']['ms']:.2f} ms"
+                )
             else:
                 row.append("")
             rows.append(row)
         title = f"One-way delay {delay:g} ms (round-trip time {2 * delay:g} ms)"
-        out.append(f"### {title}\n\n" + table(
-            ["endpoint", "status", "warm RTs", "floor", "cold RTs", "bytes up/down (warm)", "warm ms (p50)",
-             "cold ms", "vs naive (warm)"], rows))
+        out.append(
+            f"### {title}\n\n"
+            + table(
+                [
+                    "endpoint",
+                    "status",
+                    "warm RTs",
+                    "floor",
+                    "cold RTs",
+                    "bytes up/down (warm)",
+                    "warm ms (p50)",
+                    "cold ms",
+                    "vs naive (warm)",
+                ],
+                rows,
+            )
+        )
     failures = [
         f"{name} ({result['warm']['status']}): {result['warm'].get('body', '')}"
         for name, result in figures[zero].items()
@@ -163,7 +206,9 @@ def report(figures: dict[float, dict[str, dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--delays", default="0,5", help="one-way delays in ms, comma-separated")
     parser.add_argument("--repeat", type=int, default=7, help="warm invocations per endpoint (p50 reported)")
     parser.add_argument("--only", action="append", help="endpoint name(s) to measure (default: all)")

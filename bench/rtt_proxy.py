@@ -1,15 +1,15 @@
 """A TCP proxy in front of PostgreSQL that adds network delay and counts the round trips a client waits for.
 
-    python bench/rtt_proxy.py --upstream 127.0.0.1:54329 --delay-ms 5 [--listen 127.0.0.1:0] [--log conns.jsonl]
+    python bench/rtt_proxy.py --upstream 127.0.0.1:54329 --delay-ms 5 [--listen 127.0.0.1:0] [--log x.jsonl]
 
 prints `listening <port>` and, for every connection once both sides have closed, one JSON line (to --log, or
 stdout) with its round trips and bytes. The benchmarks use the `RttProxy` class in a thread of their own.
 
 Round trips are counted in "flights": a flight is a burst of client bytes sent after the server has sent
-something (the TCP connect counts as the server's first word, and as one round trip of its own). A flight counts
-as a round trip the client waited for when the server answers it with data, or when the server closes its side
-and the client is still there once that close has been delivered to it. A flight the client sends and then
-closes without waiting for (a Terminate on the way out) is reported as `unwaited`, not as a round trip.
+something (the TCP connect counts as the server's first word, and as one round trip of its own). A flight
+counts as a round trip the client waited for when the server answers it with data, or when the server closes
+its side and the client is still there once that close has been delivered to it. A flight the client sends and
+then closes without waiting for (a Terminate on the way out) is reported as `unwaited`, not as a round trip.
 
 Whether a client waits for the server's close cannot be told from timing alone when the delay is small (a
 client that does not wait still closes its socket a moment later, on its event loop's next turn). With
@@ -17,8 +17,8 @@ client that does not wait still closes its socket a moment later, on its event l
 waits for it is still connected when it arrives; one that does not has long gone. The benchmarks count with a
 hold and time without one.
 
-Delay: every chunk is delivered `delay` seconds after it arrived, per direction, in order. The connect itself is
-simulated too: nothing the client sends leaves before `2 x delay` after the accept (SYN, SYN-ACK, then data
+Delay: every chunk is delivered `delay` seconds after it arrived, per direction, in order. The connect itself
+is simulated too: nothing the client sends leaves before `2 x delay` after the accept (SYN, SYN-ACK, then data
 with the ACK), so a fresh connection costs one more round trip of latency, as it does over a real network.
 """
 
@@ -125,10 +125,18 @@ class _DelayedPipe:
 
 
 class RttProxy:
-    """The proxy. `start()` runs it on its own event loop in a daemon thread; `connections` fills as they close."""
+    """The proxy. `start()` runs it on its own event loop in a daemon thread; `connections` fills up."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, delay_ms: float = 0.0,
-                 listen_host: str = "127.0.0.1", listen_port: int = 0, on_close=None, eof_hold_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        delay_ms: float = 0.0,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        on_close=None,
+        eof_hold_ms: float = 0.0,
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.delay = delay_ms / 1000.0
         self.eof_hold = eof_hold_ms / 1000.0  # may be changed between requests
@@ -170,7 +178,7 @@ class RttProxy:
             return len(self.connections)
 
     def wait_idle(self, since: int, timeout: float = 10.0) -> list[ConnectionStats]:
-        """Wait until no connection is open; return the stats of those that closed after `mark()` gave `since`."""
+        """Wait until no connection is open; return the stats of those closed since `mark()` gave `since`."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._open and time.monotonic() < deadline:
@@ -254,12 +262,20 @@ def total(connections: list[ConnectionStats]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--upstream", required=True, help="host:port of the PostgreSQL server")
-    parser.add_argument("--listen", default="127.0.0.1:0", help="host:port to listen on (port 0: any free port)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:0", help="host:port to listen on (port 0: any free port)"
+    )
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added per direction")
-    parser.add_argument("--eof-hold-ms", type=float, default=50.0,
-                        help="hold the server's close back this long (tells waiting clients from leaving ones)")
+    parser.add_argument(
+        "--eof-hold-ms",
+        type=float,
+        default=50.0,
+        help="hold the server's close back this long (tells waiting clients from leaving ones)",
+    )
     parser.add_argument("--log", help="append one JSON line per closed connection here (default: stdout)")
     args = parser.parse_args(argv)
     up_host, _, up_port = args.upstream.rpartition(":")
@@ -269,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(stats: ConnectionStats) -> None:
         print(json.dumps(stats.as_dict()), file=out, flush=True)
 
-    proxy = RttProxy(up_host, int(up_port), args.delay_ms, host, int(port), on_close=log,
-                     eof_hold_ms=args.eof_hold_ms).start()
+    proxy = RttProxy(
+        up_host, int(up_port), args.delay_ms, host, int(port), on_close=log, eof_hold_ms=args.eof_hold_ms
+    ).start()
     print(f"listening {proxy.port}", flush=True)
     try:
         threading.Event().wait()

@@ -123,7 +123,8 @@ CROSS JOIN LATERAL (SELECT (ARRAY['todo', 'in_progress', 'done'])[1 + (g * 13) %
 """.format(
     # Tag i of $3 (1-based) on about one task in six: a plain CASE per tag (no subquery per row).
     tag_choices=", ".join(
-        f"CASE WHEN (hashint4(g) >> {2 * i}) & 7 = 0 OR ({i} = 1 + g % 10 AND g % 2 = 0) THEN ($3::text[])[{i}] END"
+        f"CASE WHEN (hashint4(g) >> {2 * i}) & 7 = 0 OR ({i} = 1 + g % 10 AND g % 2 = 0) "
+        f"THEN ($3::text[])[{i}] END"
         for i in range(1, len(BULK_TAGS) + 1)
     )
 )
@@ -132,10 +133,10 @@ CROSS JOIN LATERAL (SELECT (ARRAY['todo', 'in_progress', 'done'])[1 + (g * 13) %
 async def seed_bulk(connection, users: int, tasks_per_user: int) -> int:
     """Ensure bench users 1..N exist with exactly M generated tasks each.
 
-    A big load (more new rows than the table keeps) drops the secondary indexes and the foreign key of `tasks`,
-    inserts, and recreates them from their exact definitions, in one transaction: building an index once is
-    several times faster than maintaining it row by row, and validating the foreign key with one join is much
-    faster than a trigger per row (pg_restore loads the same way). A failure rolls everything back.
+    A big load (more new rows than the table keeps) drops the secondary indexes and the foreign key of
+    `tasks`, inserts, and recreates them from their exact definitions, in one transaction: building an index
+    once is several times faster than maintaining it row by row, and validating the foreign key with one join
+    is much faster than a trigger per row (pg_restore loads the same way). A failure rolls everything back.
     """
     from app.security import hash_password
 

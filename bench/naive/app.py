@@ -29,8 +29,9 @@ from app.security import InvalidToken, user_id_from_token
 
 # NAIVE_POOL=queue gives it SQLAlchemy's default QueuePool instead, for the long-running-server comparison.
 _pool = {} if os.environ.get("NAIVE_POOL") == "queue" else {"poolclass": NullPool}
-engine = create_async_engine(settings.database.url,
-                             connect_args={"server_settings": {"application_name": "naive-reference"}}, **_pool)
+engine = create_async_engine(
+    settings.database.url, connect_args={"server_settings": {"application_name": "naive-reference"}}, **_pool
+)
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
