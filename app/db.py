@@ -8,6 +8,7 @@ event loop and frozen execution environments), so what matters is round trips pe
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
 - SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
 - closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
+- with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
 """
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 from app.config import DatabaseTarget, Settings, settings
 
@@ -134,6 +136,28 @@ def close_without_waiting(dialect: Dialect) -> None:
     dialect.do_close = do_close  # type: ignore[method-assign]
 
 
+def ping_in_one_round_trip(dialect: Dialect) -> None:
+    """Make the pool's pre-ping (DB_POOL=queue) one simple-protocol `SELECT 1`: one round trip, not three.
+
+    SQLAlchemy's asyncpg ping runs `;` inside BEGIN ... ROLLBACK when the connection is not in autocommit (it
+    never is at checkout), so that PgBouncer in transaction mode sees the prepared statement and its execution
+    on one server connection. A simple Query message ('Q', what asyncpg's `execute()` without arguments sends)
+    uses no prepared statement at all, so it is just as safe behind a pooler and costs one round trip.
+    Errors go through the adapter's translation, so the pool still recognises a dead connection and
+    reconnects.
+    """
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        try:
+            # Not ";": asyncpg 0.32 fails on the EmptyQueryResponse of a simple query.
+            await_only(dialect.get_driver_connection(dbapi_connection).execute("SELECT 1"))  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - translated to the DBAPI error SQLAlchemy expects
+            dbapi_connection._handle_exception(error)
+        return True
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
     """The application's engine for `target`. No I/O happens here."""
     pool_args: dict[str, Any]
@@ -156,6 +180,7 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     engine = create_async_engine(target.url, creator=creator, echo=cfg.DB_ECHO, **pool_args)
     answer_first_connect_from_startup(engine.dialect)
     close_without_waiting(engine.dialect)
+    ping_in_one_round_trip(engine.dialect)
     return engine
 
 

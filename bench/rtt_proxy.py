@@ -142,7 +142,8 @@ class RttProxy:
         self.eof_hold = eof_hold_ms / 1000.0  # may be changed between requests
         self.listen = (listen_host, listen_port)
         self.on_close = on_close
-        self.connections: list[ConnectionStats] = []
+        self.connections: list[ConnectionStats] = []  # closed ones
+        self.every_connection: list[ConnectionStats] = []  # open ones too (for long-lived pooled connections)
         self.port: int = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -161,6 +162,7 @@ class RttProxy:
             self._loop.run_until_complete(self._listen())
             ready.set()
             self._loop.run_forever()
+            self._loop.close()
 
         self._thread = threading.Thread(target=run, name="rtt-proxy", daemon=True)
         self._thread.start()
@@ -168,9 +170,24 @@ class RttProxy:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        """Close the listener and every open connection, then end the thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
 
     def mark(self) -> int:
         """A position in `connections` (call it while no connection is open); see `wait_idle`."""
@@ -184,6 +201,11 @@ class RttProxy:
             while self._open and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
             return self.connections[since:]
+
+    def round_trips_so_far(self) -> int:
+        """Round trips of every connection so far, open ones included: take differences around a request."""
+        with self._lock:
+            return sum(c.round_trips for c in self.every_connection)
 
     @property
     def url_host_port(self) -> tuple[str, int]:
@@ -200,6 +222,7 @@ class RttProxy:
         stats = ConnectionStats(opened=time.time())
         with self._lock:
             self._open += 1
+            self.every_connection.append(stats)
         counter = _FlightCounter(stats)
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.upstream)

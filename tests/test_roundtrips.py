@@ -70,3 +70,39 @@ async def test_a_bad_token_opens_no_connection(client, proxy) -> None:
     )
     assert response.status_code == 401
     assert stats["connections"] == 0
+
+
+@pytest.fixture
+async def pooled(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
+    """As `proxy`, for a long-running server's engine (DB_POOL=queue: a pool with a pre-ping per checkout)."""
+    from app.config import settings
+
+    target = make_url(database_url)
+    counting = RttProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = normalize_database_url(target.set(port=counting.port).render_as_string(hide_password=False))
+    engine = app.db.create_engine(proxied, settings.model_copy(update={"DB_POOL": "queue"}))
+    monkeypatch.setattr(app.db, "engine", engine)
+    try:
+        yield counting
+    finally:
+        await engine.dispose()
+        counting.stop()
+
+
+async def test_a_pooled_request_costs_the_ping_and_its_statement(client, db, pooled) -> None:
+    account = await make_account(db)
+    listing = {"params": {"tag": "x"}, "headers": account.headers}
+    assert (await client.get("/api/v1/tasks", **listing)).status_code == 200  # opens the pooled connection
+    before = pooled.round_trips_so_far()
+    assert (await client.get("/api/v1/tasks", **listing)).status_code == 200
+    assert pooled.round_trips_so_far() - before == 2  # pre-ping 1 (not BEGIN; ; ROLLBACK) + statement 1
+
+    # The ping still finds a connection the server dropped (as Neon does when its compute scales to zero):
+    # the pool replaces it and the request succeeds.
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        app.db.settings.DB_APPLICATION_NAME,
+    )
+    assert killed >= 1
+    assert (await client.get("/api/v1/tasks", **listing)).status_code == 200
