@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from app.dev.embedded import free_port
+from tests.aws_lambda.node_tools import OFFLINE_AWS_ENV, require_osls
 from tests.conftest import ROOT
-from tests.node_tools import OFFLINE_AWS_ENV, require_osls
 
 READY_TIMEOUT = 120
 

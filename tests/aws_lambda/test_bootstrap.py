@@ -1,7 +1,7 @@
 """The real Lambda Python bootstrap (awslambdaric, what AWS's python3.11 image runs) driving our handlers.
 
 `python -m awslambdaric app.handler.handler` imports the handler once and then loops: GET the next event from
-the Runtime API, call the handler, POST the result. Here the Runtime API is tests/fake_lambda_runtime.py.
+the Runtime API, call the handler, POST the result. The Runtime API here is fake_runtime_api.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.aws_lambda.fake_runtime_api import FakeRuntimeApi
+from tests.aws_lambda.support import adapt, response_json
 from tests.conftest import ROOT
-from tests.fake_lambda_runtime import FakeRuntimeApi
-from tests.lambda_support import adapt, response_json
 
 pytest.importorskip("awslambdaric", reason="awslambdaric is in the dev extras: make install")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OSLS = ROOT / "node_modules" / ".bin" / "osls"
 
 # Packaging and `osls offline` must never reach AWS: fake credentials make the SDK fail fast if anything

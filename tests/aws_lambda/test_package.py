@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.node_tools import run_osls
+from tests.aws_lambda.node_tools import run_osls
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 ELF_MACHINE_AARCH64 = 183
