@@ -115,7 +115,7 @@ def answer_first_connect_from_startup(dialect: Dialect) -> None:
 
     dialect._get_server_version_info = server_version_info  # type: ignore[method-assign]
     dialect._get_default_schema_name = lambda connection: "public"  # type: ignore[method-assign]
-    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign]
+    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign, assignment]
     dialect._set_backslash_escapes = set_backslash_escapes  # type: ignore[attr-defined]
 
 
