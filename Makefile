@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean bench
+.PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +54,33 @@ db-init: install ## Create the database if missing, migrate, verify
 
 db-stop: install ## Stop the embedded PostgreSQL (its data stays in .data/)
 	$(BIN)/python -c 'from app.dev.embedded import EmbeddedPostgres, running_port, DEFAULT_DATA_DIR as d; p = running_port(d); p and EmbeddedPostgres(d, p).stop(); print("stopped" if p else "not running")'
+
+# Database operations (docs/database.md). YES=1 skips a confirmation; the scripts refuse without a terminal.
+STEPS ?= 1
+yes_flag = $(if $(filter 1 yes true,$(YES)),--yes)
+
+db-upgrade: migrate ## Apply every pending migration (same as make migrate)
+
+db-downgrade: install ## Undo the last migration (STEPS=n for more)
+	$(BIN)/python scripts/alembic_cli.py downgrade -$(STEPS)
+
+db-revision: install ## New hand-written migration: make db-revision MSG="add reminders"
+	$(BIN)/python scripts/new_revision.py "$(MSG)"
+
+db-current: install ## The database's revision
+	$(BIN)/python scripts/alembic_cli.py current
+
+db-history: install ## All revisions, the database's marked (current)
+	$(BIN)/python scripts/alembic_cli.py history --indicate-current
+
+db-reset: install ## Drop our tables and migrate again (asks; YES=1; refused in production)
+	$(BIN)/python scripts/reset.py $(yes_flag)
+
+db-backup: install ## pg_dump to backups/<time>_rev-<revision>.dump (direct URL)
+	$(BIN)/python scripts/backup.py
+
+db-restore: install ## Restore FILE=backups/....dump and verify (YES=1 over data, MIGRATE=1)
+	$(BIN)/python scripts/restore.py "$(FILE)" $(yes_flag) $(if $(filter 1 yes true,$(MIGRATE)),--migrate)
 
 clean: ## Remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,9 +22,13 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 def upgrade() -> None:
     # Neon: keep locks short. A migration that rewrites a large table belongs in several steps.
     op.execute("SET LOCAL lock_timeout = '5s'")
+    # Bound every statement too; raise it (or use several revisions) for deliberate long backfills.
+    op.execute("SET LOCAL statement_timeout = '60s'")
+    # CREATE INDEX CONCURRENTLY cannot run in a transaction: see docs/database.md, "Writing a migration".
     ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL lock_timeout = '5s'")
+    op.execute("SET LOCAL statement_timeout = '60s'")
     ${downgrades if downgrades else "pass"}

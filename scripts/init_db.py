@@ -57,7 +57,10 @@ def main() -> int:
 
     asyncio.run(create_database_if_missing())
     head = migrate_and_verify()
-    where = f"embedded PostgreSQL in {server.data_dir}" if server else "configured database"
+    import os
+
+    embedded_dir = server.data_dir if server else os.environ.get("EMBEDDED_PG_DATA_DIR")
+    where = f"embedded PostgreSQL in {embedded_dir}" if embedded_dir else "configured database"
     print(f"database ready at revision {head}: {settings.database_direct.safe_url} ({where})")
     return 0
 

@@ -199,6 +199,7 @@ def use_embedded_unless_configured(database: str = "app") -> EmbeddedPostgres | 
     server = ensure_running(database=database)
     os.environ["DATABASE_URL"] = server.url(database)
     os.environ.setdefault("DATABASE_URL_DIRECT", server.url(database))
+    os.environ["EMBEDDED_PG_DATA_DIR"] = str(server.data_dir)  # tells child processes where the data lives
     return server
 
 
