@@ -36,9 +36,10 @@ def bench_database_url(database: str = "bench") -> str:
     if explicit:
         return explicit
     os.environ.setdefault("EMBEDDED_PG_FAST", "1")
-    from app.dev.embedded import ensure_running
+    from app.dev.embedded import ensure_running, free_port
 
-    server = ensure_running(BENCH_DATA_DIR, database=database)
+    # Any free port (used only when starting it): 54329 belongs to `make dev`'s server.
+    server = ensure_running(BENCH_DATA_DIR, port=free_port(), database=database)
     return server.url(database)
 
 
