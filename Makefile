@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean
+.PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean bench
 .PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
@@ -26,6 +26,13 @@ dev: install ## Run the API with seed data on the embedded database (http://127.
 
 test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
+	$(BIN)/python bench/roundtrips.py
+	$(BIN)/python bench/cold_start.py
+	@if [ -f bench/imports.py ]; then $(BIN)/python bench/imports.py; fi
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/throughput.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check app alembic scripts tests bench

@@ -7,6 +7,8 @@ On Lambda every invocation opens a fresh connection (NullPool; a real pool canno
 event loop and frozen execution environments), so what matters is round trips per request:
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
 - SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
+- closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
+- with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
 """
@@ -21,8 +23,15 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 from app.config import DatabaseTarget, Settings, settings
 
@@ -106,8 +115,47 @@ def answer_first_connect_from_startup(dialect: Dialect) -> None:
 
     dialect._get_server_version_info = server_version_info  # type: ignore[method-assign]
     dialect._get_default_schema_name = lambda connection: "public"  # type: ignore[method-assign]
-    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign]
+    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign, assignment]
     dialect._set_backslash_escapes = set_backslash_escapes  # type: ignore[attr-defined]
+
+
+def close_without_waiting(dialect: Dialect) -> None:
+    """Close connections the way libpq's PQfinish does: send Terminate and drop the socket, no waiting.
+
+    asyncpg's `Connection.close()` sends Terminate and then waits for the server to close its side: one full
+    round trip at the end of every request on a fresh connection, for nothing. `Connection.terminate()` sends
+    the same Terminate message and closes the socket at once (asyncpg >= 0.32), so the server ends the session
+    normally, without an "unexpected EOF" in its log. By the time the pool closes a connection SQLAlchemy has
+    already reset it (rolled back any transaction), so nothing is left on the server to wait for.
+    """
+
+    def do_close(dbapi_connection: Any) -> None:
+        dbapi_connection.rollback()  # no I/O unless a transaction is still open
+        dialect.get_driver_connection(dbapi_connection).terminate()  # type: ignore[attr-defined]
+
+    dialect.do_close = do_close  # type: ignore[method-assign]
+
+
+def ping_in_one_round_trip(dialect: Dialect) -> None:
+    """Make the pool's pre-ping (DB_POOL=queue) one simple-protocol `SELECT 1`: one round trip, not three.
+
+    SQLAlchemy's asyncpg ping runs `;` inside BEGIN ... ROLLBACK when the connection is not in autocommit (it
+    never is at checkout), so that PgBouncer in transaction mode sees the prepared statement and its execution
+    on one server connection. A simple Query message ('Q', what asyncpg's `execute()` without arguments sends)
+    uses no prepared statement at all, so it is just as safe behind a pooler and costs one round trip.
+    Errors go through the adapter's translation, so the pool still recognises a dead connection and
+    reconnects.
+    """
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        try:
+            # Not ";": asyncpg 0.32 fails on the EmptyQueryResponse of a simple query.
+            await_only(dialect.get_driver_connection(dbapi_connection).execute("SELECT 1"))  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - translated to the DBAPI error SQLAlchemy expects
+            dbapi_connection._handle_exception(error)
+        return True
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
@@ -131,6 +179,8 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
 
     engine = create_async_engine(target.url, creator=creator, echo=cfg.DB_ECHO, **pool_args)
     answer_first_connect_from_startup(engine.dialect)
+    close_without_waiting(engine.dialect)
+    ping_in_one_round_trip(engine.dialect)
     return engine
 
 

@@ -25,7 +25,7 @@ SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def current_user_id(token: Annotated[str | None, Depends(oauth2_scheme)]) -> uuid.UUID:
+async def current_user_id(token: Annotated[str | None, Depends(oauth2_scheme)]) -> uuid.UUID:
     """The user id of a valid access token, without touching the database.
 
     Whether that user still exists is checked inside the statement that does the request's work.
@@ -46,7 +46,7 @@ IF_MATCH_HELP = (
 )
 
 
-def if_match(
+async def if_match(
     header: Annotated[
         str | None,
         Header(

@@ -1,0 +1,7 @@
+"""The naive reference behind Mangum, as it would be deployed."""
+
+from mangum import Mangum
+
+from bench.naive.app import app
+
+handler = Mangum(app, lifespan="off")
