@@ -44,9 +44,7 @@ def do_run_migrations(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     target = database_target()
     # A plain engine (no first-connect shortcuts): migrations reflect, so they need the real default schema.
-    engine = create_async_engine(
-        target.url, poolclass=NullPool, connect_args=asyncpg_connect_kwargs(target, settings)
-    )
+    engine = create_async_engine(target.url, poolclass=NullPool, connect_args=asyncpg_connect_kwargs(target, settings))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

@@ -43,9 +43,24 @@ _SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # authenticates with SCRAM-SHA-256 without channel binding, which Neon accepts. `options=endpoint%3D...` is for
 # clients without SNI; asyncpg sends SNI.
 _DROPPED_PARAMS = {
-    "channel_binding", "gssencmode", "gsslib", "krbsrvname", "options", "sslcompression", "sslcrl",
-    "sslcrldir", "sslsni", "requirepeer", "keepalives", "keepalives_idle", "keepalives_interval",
-    "keepalives_count", "tcp_user_timeout", "fallback_application_name", "client_encoding", "replication",
+    "channel_binding",
+    "gssencmode",
+    "gsslib",
+    "krbsrvname",
+    "options",
+    "sslcompression",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "fallback_application_name",
+    "client_encoding",
+    "replication",
 }
 # Parameters handled by the engine itself (we set them from settings), ignored if present in the URL.
 _ENGINE_OWNED_PARAMS = {"application_name", "connect_timeout"}
@@ -95,9 +110,9 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_po
         )
     try:
         # urlsplit validates the port without echoing the URL back in its error message.
-        parts = urlsplit("postgresql" + text[len(scheme):])
+        parts = urlsplit("postgresql" + text[len(scheme) :])
         _ = parts.port
-        url = make_url("postgresql" + text[len(scheme):])
+        url = make_url("postgresql" + text[len(scheme) :])
     except (ValueError, ArgumentError):
         raise DatabaseUrlError(
             f"{variable} is not a valid URL (check the host, the port and that special characters in the "

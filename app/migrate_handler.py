@@ -12,9 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-ROOT = (
-    Path(__file__).resolve().parents[1]
-)  # /var/task on Lambda: alembic.ini and alembic/ are shipped beside app/
+ROOT = Path(__file__).resolve().parents[1]  # /var/task on Lambda: alembic.ini and alembic/ are shipped beside app/
 
 logger = logging.getLogger("app.migrate")
 

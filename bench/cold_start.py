@@ -93,9 +93,7 @@ def one_run(kind: str, url: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--delays", default="0,5", help="one-way delays in ms, comma-separated")
     args = parser.parse_args(argv)
@@ -113,10 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     figures.setdefault(kind, []).append(one_run(kind, proxied))
         finally:
             proxy.kill()
-        ours = {
-            k: p50([r[k] for r in figures["app"]])
-            for k in ("import_ms", "first_ms", "second_ms", "process_ms")
-        }
+        ours = {k: p50([r[k] for r in figures["app"]]) for k in ("import_ms", "first_ms", "second_ms", "process_ms")}
         for kind, label in (("app", "ours"), ("naive", "naive")):
             runs = figures[kind]
             med = {k: p50([r[k] for r in runs]) for k in ("import_ms", "first_ms", "second_ms", "process_ms")}

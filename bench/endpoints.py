@@ -124,12 +124,8 @@ def _unique_email(ctx: dict[str, Any]) -> dict[str, Any]:
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET /tasks?tag=x", "GET", "/api/v1/tasks", query={"tag": "x"}),
     Endpoint("GET /tasks?tag=x (naive)", "GET", "/api/v1/tasks", query={"tag": "x"}, handler="naive"),
-    Endpoint(
-        "GET /tasks?status&priority", "GET", "/api/v1/tasks", query={"status": "todo", "priority": "high"}
-    ),
-    Endpoint(
-        "GET /tasks/{id}", "GET", "/api/v1/tasks/{task_id}", prepare=any_task, route="/api/v1/tasks/{task_id}"
-    ),
+    Endpoint("GET /tasks?status&priority", "GET", "/api/v1/tasks", query={"status": "todo", "priority": "high"}),
+    Endpoint("GET /tasks/{id}", "GET", "/api/v1/tasks/{task_id}", prepare=any_task, route="/api/v1/tasks/{task_id}"),
     Endpoint("POST /tasks", "POST", "/api/v1/tasks", body=lambda c: {"title": "Bench task", "tags": ["x"]}),
     Endpoint(
         "PATCH /tasks/{id}",

@@ -45,9 +45,7 @@ TIMED = (
 Sample = tuple[float, float]  # (CPU seconds, wall seconds)
 
 
-def timed_import(
-    modules: str, *, flags: tuple[str, ...] = (), path: str | None = None, cwd: Path = ROOT
-) -> Sample:
+def timed_import(modules: str, *, flags: tuple[str, ...] = (), path: str | None = None, cwd: Path = ROOT) -> Sample:
     prefix = f"sys.path.insert(0, {path!r}); " if path else ""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DATABASE_", "DB_"))} | ENV
     result = subprocess.run(
@@ -125,10 +123,7 @@ def main() -> None:
     parser.add_argument("--zip", type=Path, default=ROOT / ".serverless" / "task-api.zip")
     args = parser.parse_args()
 
-    print(
-        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"n={args.repeat}\n"
-    )
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, n={args.repeat}\n")
     header = (
         f"| {'import (fresh interpreter, in-process, ms)':<44} | {'CPU med':>7} | {'CPU min':>7} "
         f"| {'CPU max':>7} | {'wall med':>8} |"
@@ -163,22 +158,14 @@ def main() -> None:
             print(row("app.handler from the zip, with its bytecode", artifact["with"]))
             print(row("app.handler from the zip, bytecode removed", artifact["without"]))
             speedup = cpu(artifact["without"]) / cpu(artifact["with"])
-            notes.append(
-                f"bytecode: {speedup:.2f}x faster import from the zip ({removed} __pycache__ dirs removed)"
-            )
-            notes.append(
-                f"{swapped} arm64 extension modules swapped for native builds; missing: {missing or 'none'}"
-            )
+            notes.append(f"bytecode: {speedup:.2f}x faster import from the zip ({removed} __pycache__ dirs removed)")
+            notes.append(f"{swapped} arm64 extension modules swapped for native builds; missing: {missing or 'none'}")
             size = sum(i.file_size for i in zipfile.ZipFile(args.zip).infolist())
-            notes.append(
-                f"zip: {args.zip.stat().st_size / 1e6:.1f} MB, unzipped {size / 1e6:.1f} MB (limit 262 MB)"
-            )
+            notes.append(f"zip: {args.zip.stat().st_size / 1e6:.1f} MB, unzipped {size / 1e6:.1f} MB (limit 262 MB)")
     elif not args.zip.exists():
         notes.append(f"no artifact at {args.zip}: run `make package` to add the zip rows")
     else:
-        notes.append(
-            "the zip's bytecode is for Python 3.11: run this with a 3.11 interpreter for the zip rows"
-        )
+        notes.append("the zip's bytecode is for Python 3.11: run this with a 3.11 interpreter for the zip rows")
 
     print(f"\napp.handler / floor = {ratio:.2f} on CPU time (target <= 1.15), {wall_ratio:.2f} on wall time")
     for note in notes:

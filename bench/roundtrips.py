@@ -83,9 +83,7 @@ def _invoke(proxy, endpoint, direct_url: str, counted: bool) -> dict[str, Any]:
     }
 
 
-def worker(
-    mode: str, delay_ms: float, names: list[str], repeat: int, direct_url: str
-) -> list[dict[str, Any]]:
+def worker(mode: str, delay_ms: float, names: list[str], repeat: int, direct_url: str) -> list[dict[str, Any]]:
     proxy = _proxied_env(direct_url, delay_ms)
     from bench.endpoints import available, by_name
 
@@ -96,13 +94,9 @@ def worker(
             results.append({"name": name, "missing": True})
             continue
         if mode in ("cold-count", "cold-time"):
-            results.append(
-                {"name": name, **_invoke(proxy, endpoint, direct_url, counted=mode == "cold-count")}
-            )
+            results.append({"name": name, **_invoke(proxy, endpoint, direct_url, counted=mode == "cold-count")})
             continue
-        _invoke(
-            proxy, endpoint, direct_url, counted=False
-        )  # the first invocation of this process: the cold one
+        _invoke(proxy, endpoint, direct_url, counted=False)  # the first invocation of this process: the cold one
         counted = _invoke(proxy, endpoint, direct_url, counted=True)
         timed = [_invoke(proxy, endpoint, direct_url, counted=False)["ms"] for _ in range(repeat)]
         results.append({**counted, "name": name, "ms": p50(timed)})
@@ -206,9 +200,7 @@ def report(figures: dict[float, dict[str, dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delays", default="0,5", help="one-way delays in ms, comma-separated")
     parser.add_argument("--repeat", type=int, default=7, help="warm invocations per endpoint (p50 reported)")
     parser.add_argument("--only", action="append", help="endpoint name(s) to measure (default: all)")

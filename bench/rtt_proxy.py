@@ -285,13 +285,9 @@ def total(connections: list[ConnectionStats]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", required=True, help="host:port of the PostgreSQL server")
-    parser.add_argument(
-        "--listen", default="127.0.0.1:0", help="host:port to listen on (port 0: any free port)"
-    )
+    parser.add_argument("--listen", default="127.0.0.1:0", help="host:port to listen on (port 0: any free port)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added per direction")
     parser.add_argument(
         "--eof-hold-ms",

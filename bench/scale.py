@@ -61,9 +61,7 @@ def worker(url: str, samples: int) -> dict[str, Any]:
         response = handler(request, LambdaContext())
         elapsed = (time.perf_counter() - started) * 1000
         if response["statusCode"] != 200:
-            raise SystemExit(
-                f"GET /tasks {query} answered {response['statusCode']}: {response['body'][:300]}"
-            )
+            raise SystemExit(f"GET /tasks {query} answered {response['statusCode']}: {response['body'][:300]}")
         return elapsed, json.loads(response["body"])
 
     async def statement_times(statement: str, parameters: tuple) -> list[float]:
@@ -124,9 +122,7 @@ async def _bench_user(url: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=10, help="timed requests per figure and round")
     parser.add_argument(
         "--rounds",
@@ -144,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, (database, users, tasks) in DATA_SETS.items():
         urls[key] = bench_database_url(database)
         migrate(urls[key])
-        seconds = seed(
-            urls[key], users, tasks
-        )  # idempotent: with the data in place it only checks the counts
+        seconds = seed(urls[key], users, tasks)  # idempotent: with the data in place it only checks the counts
         seeding.append([key, f"{users} x {tasks:,}", seconds])
     raw: dict[str, list[dict[str, Any]]] = {key: [] for key in DATA_SETS}
     for _ in range(args.rounds):
@@ -166,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in rounds[0]:
             if name != "pages":
                 merged[name] = {
-                    part: p50([t for r in rounds for t in r[name][part]])
-                    for part in ("endpoint", "statement")
+                    part: p50([t for r in rounds for t in r[name][part]]) for part in ("endpoint", "statement")
                 }
         figures[key] = merged
 

@@ -80,8 +80,7 @@ def start_server(app: str, env: dict[str, str], url: str) -> tuple[subprocess.Po
 
 async def load(port: int, path: str, token: str, clients: int, seconds: float, warmup: float) -> dict:
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        "Accept: application/json\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
     ).encode()
     latencies: list[float] = []
     errors = 0
@@ -121,9 +120,7 @@ async def load(port: int, path: str, token: str, clients: int, seconds: float, w
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per server and round")
     parser.add_argument(
@@ -139,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         port, token = args.load.split(",", 1)
         print(
             json.dumps(
-                asyncio.run(
-                    load(int(port), "/api/v1/tasks?tag=x", token, args.clients, args.seconds, args.warmup)
-                )
+                asyncio.run(load(int(port), "/api/v1/tasks?tag=x", token, args.clients, args.seconds, args.warmup))
             )
         )
         return 0

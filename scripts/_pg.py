@@ -26,9 +26,7 @@ def code_head(config=None) -> str:
 
     heads = ScriptDirectory.from_config(config or alembic_config()).get_heads()
     if len(heads) != 1:
-        raise SystemExit(
-            f"The migrations have {len(heads)} heads ({', '.join(heads)}); merge them into one first."
-        )
+        raise SystemExit(f"The migrations have {len(heads)} heads ({', '.join(heads)}); merge them into one first.")
     return heads[0]
 
 
@@ -65,9 +63,7 @@ async def connect(database: str | None = None):
             **asyncpg_connect_kwargs(db, settings),
         )
     except asyncpg.InvalidCatalogNameError:
-        raise SystemExit(
-            f"Database {name!r} does not exist on {db.safe_url}: `make db-init` creates it."
-        ) from None
+        raise SystemExit(f"Database {name!r} does not exist on {db.safe_url}: `make db-init` creates it.") from None
     # asyncpg's messages name the host and user, never the password.
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise SystemExit(f"Cannot connect to {db.safe_url}: {exc or type(exc).__name__}") from None

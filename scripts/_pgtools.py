@@ -41,9 +41,7 @@ def _candidate_dirs() -> list[Path]:
         pass
     dirs.extend(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
     versioned = glob.glob("/usr/lib/postgresql/*/bin")
-    dirs.extend(
-        Path(p) for p in sorted(versioned, key=lambda p: int(re.sub(r"\D", "", p) or 0), reverse=True)
-    )
+    dirs.extend(Path(p) for p in sorted(versioned, key=lambda p: int(re.sub(r"\D", "", p) or 0), reverse=True))
     return dirs
 
 

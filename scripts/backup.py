@@ -64,9 +64,7 @@ def backup(output_dir: Path) -> Path:
         # Name the file after what the archive really holds: one snapshot, read back from the archive.
         contents = _pgtools.read_dump(pg_restore, partial)
         if contents.revision is None:
-            raise SystemExit(
-                "The dump has no alembic_version row: the database is not migrated (make db-init)."
-            )
+            raise SystemExit("The dump has no alembic_version row: the database is not migrated (make db-init).")
         final = output_dir / backup_name(contents.revision, when)
         counter = 2
         while final.exists():  # two backups within one second: never overwrite
@@ -84,9 +82,7 @@ def backup(output_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--dir",
         type=Path,

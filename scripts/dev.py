@@ -21,8 +21,19 @@ def main() -> int:
         print(f"\nData lives in {server.data_dir} (kept across runs; `make db-stop` stops the server)")
     print(f"Database: {settings.database.safe_url}")
     print(f"API:      http://{HOST}:{PORT}/docs   (log in as test@example.com / devpassword)\n", flush=True)
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--reload", "--host", HOST, "--port", PORT,
-               "--reload-dir", str(_bootstrap.ROOT / "app")]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--reload",
+        "--host",
+        HOST,
+        "--port",
+        PORT,
+        "--reload-dir",
+        str(_bootstrap.ROOT / "app"),
+    ]
     try:
         return subprocess.call(command, env=env, cwd=_bootstrap.ROOT)
     except KeyboardInterrupt:

@@ -20,12 +20,20 @@ async def create_database_if_missing() -> None:
     kwargs = asyncpg_connect_kwargs(target, settings)
     try:
         connection = await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
             **kwargs,
         )
     except asyncpg.InvalidCatalogNameError:
         maintenance = await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database="postgres",
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database="postgres",
             **kwargs,
         )
         try:
@@ -39,10 +47,11 @@ async def create_database_if_missing() -> None:
 
 
 def migrate_and_verify() -> str:
-    from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext  # noqa: F401 - imported for its side effects on logging
     from alembic.script import ScriptDirectory
+
+    from alembic import command
 
     config = Config(str(_bootstrap.ROOT / "alembic.ini"))
     command.upgrade(config, "head")

@@ -33,9 +33,7 @@ def create_revision(config, message: str) -> Path:
         raise SystemExit('Say what the migration does: make db-revision MSG="add a reminders table"')
     script = ScriptDirectory.from_config(config)
     if len(script.get_heads()) > 1:
-        raise SystemExit(
-            f"The migrations have several heads ({', '.join(script.get_heads())}); merge them first."
-        )
+        raise SystemExit(f"The migrations have several heads ({', '.join(script.get_heads())}); merge them first.")
     revision_id = next_revision_id(Path(script.versions))
     created = command.revision(config, message=message, rev_id=revision_id, head="head")
     assert created is not None and not isinstance(created, list)
@@ -43,9 +41,7 @@ def create_revision(config, message: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("message", nargs="?", default="", help="what the migration does, in a few words")
     args = parser.parse_args(argv)
     import _pg

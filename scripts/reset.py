@@ -52,9 +52,7 @@ async def describe(connection) -> str:
     if "public.alembic_version" in counts:
         revision = await connection.fetchval("SELECT version_num FROM alembic_version")
     rows = ", ".join(
-        f"{name.split('.', 1)[1]}: {n}"
-        for name, n in sorted(counts.items())
-        if name != "public.alembic_version"
+        f"{name.split('.', 1)[1]}: {n}" for name, n in sorted(counts.items()) if name != "public.alembic_version"
     )
     return f"revision {revision or '(none)'}; rows: {rows or 'no tables'}"
 
@@ -94,12 +92,8 @@ def migrate_to_head() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--yes", action="store_true", help="do not ask for confirmation (make db-reset YES=1)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (make db-reset YES=1)")
     args = parser.parse_args(argv)
     _bootstrap.database_ready()
     refuse_in_production("reset the database")

@@ -156,15 +156,9 @@ def restore(file: Path, yes: bool, migrate: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "file", nargs="?", default="", help="the archive, e.g. backups/task-api_..._rev-0001.dump"
-    )
-    parser.add_argument(
-        "--yes", action="store_true", help="replace a non-empty database without asking (YES=1)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", nargs="?", default="", help="the archive, e.g. backups/task-api_..._rev-0001.dump")
+    parser.add_argument("--yes", action="store_true", help="replace a non-empty database without asking (YES=1)")
     parser.add_argument(
         "--migrate",
         action="store_true",

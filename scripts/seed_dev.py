@@ -30,18 +30,54 @@ def dev_tasks(now: datetime) -> list[dict]:
     """Five-plus tasks covering overdue, due soon, done, every priority and several tags."""
     day = timedelta(days=1)
     return [
-        {"title": "File the quarterly tax return", "priority": "urgent", "status": "todo",
-         "due": now - 2 * day, "tags": ["finance", "overdue"], "description": "Overdue: it was due two days ago."},
-        {"title": "Prepare the sprint demo", "priority": "high", "status": "in_progress",
-         "due": now + day, "tags": ["work", "demo"], "description": "Due tomorrow."},
-        {"title": "Renew the passport", "priority": "medium", "status": "todo",
-         "due": now + 3 * day, "tags": ["travel", "errand"], "description": None},
-        {"title": "Read 'Designing Data-Intensive Applications'", "priority": "low", "status": "todo",
-         "due": None, "tags": ["reading"], "description": "No due date."},
-        {"title": "Book the dentist", "priority": "medium", "status": "done",
-         "due": now - 5 * day, "tags": ["health", "errand"], "description": "Done last week."},
-        {"title": "Water the plants", "priority": "low", "status": "done",
-         "due": now - day, "tags": ["home"], "description": None},
+        {
+            "title": "File the quarterly tax return",
+            "priority": "urgent",
+            "status": "todo",
+            "due": now - 2 * day,
+            "tags": ["finance", "overdue"],
+            "description": "Overdue: it was due two days ago.",
+        },
+        {
+            "title": "Prepare the sprint demo",
+            "priority": "high",
+            "status": "in_progress",
+            "due": now + day,
+            "tags": ["work", "demo"],
+            "description": "Due tomorrow.",
+        },
+        {
+            "title": "Renew the passport",
+            "priority": "medium",
+            "status": "todo",
+            "due": now + 3 * day,
+            "tags": ["travel", "errand"],
+            "description": None,
+        },
+        {
+            "title": "Read 'Designing Data-Intensive Applications'",
+            "priority": "low",
+            "status": "todo",
+            "due": None,
+            "tags": ["reading"],
+            "description": "No due date.",
+        },
+        {
+            "title": "Book the dentist",
+            "priority": "medium",
+            "status": "done",
+            "due": now - 5 * day,
+            "tags": ["health", "errand"],
+            "description": "Done last week.",
+        },
+        {
+            "title": "Water the plants",
+            "priority": "low",
+            "status": "done",
+            "due": now - day,
+            "tags": ["home"],
+            "description": None,
+        },
     ]
 
 
@@ -54,7 +90,11 @@ async def connect():
     target = settings.database_direct
     url = target.url
     return await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database,
         **asyncpg_connect_kwargs(target, settings),
     )
 
@@ -66,14 +106,17 @@ async def upsert_user(connection, email: str, password: str, full_name: str) -> 
     row = await connection.fetchrow("SELECT id, hashed_password FROM users WHERE lower(email) = lower($1)", email)
     if row is not None:
         if not verify_password(password, row["hashed_password"]):
-            await connection.execute("UPDATE users SET hashed_password = $2 WHERE id = $1", row["id"],
-                                     hash_password(password))
+            await connection.execute(
+                "UPDATE users SET hashed_password = $2 WHERE id = $1", row["id"], hash_password(password)
+            )
         return row["id"]
     user_id = uuid.uuid5(SEED_NAMESPACE, email.lower())
     await connection.execute(
-        "INSERT INTO users (id, email, hashed_password, full_name) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING",
-        user_id, email.lower(), hash_password(password), full_name,
+        "INSERT INTO users (id, email, hashed_password, full_name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        user_id,
+        email.lower(),
+        hash_password(password),
+        full_name,
     )
     return user_id
 
@@ -99,8 +142,15 @@ async def seed_dev_user(connection) -> int:
                     IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.description, EXCLUDED.status, EXCLUDED.priority,
                                       EXCLUDED.due_date, EXCLUDED.tags)
                 """,
-                task_id, user_id, task["title"], task["description"], task["status"], task["priority"],
-                task["due"], completed_at, task["tags"],
+                task_id,
+                user_id,
+                task["title"],
+                task["description"],
+                task["status"],
+                task["priority"],
+                task["due"],
+                completed_at,
+                task["tags"],
             )
     return len(tasks)
 
@@ -123,8 +173,7 @@ CROSS JOIN LATERAL (SELECT (ARRAY['todo', 'in_progress', 'done'])[1 + (g * 13) %
 """.format(
     # Tag i of $3 (1-based) on about one task in six: a plain CASE per tag (no subquery per row).
     tag_choices=", ".join(
-        f"CASE WHEN (hashint4(g) >> {2 * i}) & 7 = 0 OR ({i} = 1 + g % 10 AND g % 2 = 0) "
-        f"THEN ($3::text[])[{i}] END"
+        f"CASE WHEN (hashint4(g) >> {2 * i}) & 7 = 0 OR ({i} = 1 + g % 10 AND g % 2 = 0) THEN ($3::text[])[{i}] END"
         for i in range(1, len(BULK_TAGS) + 1)
     )
 )
@@ -145,8 +194,11 @@ async def seed_bulk(connection, users: int, tasks_per_user: int) -> int:
     for i in range(1, users + 1):
         email = BENCH_EMAIL.format(i)
         await connection.execute(
-            "INSERT INTO users (id, email, hashed_password, full_name) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT DO NOTHING", uuid.uuid5(SEED_NAMESPACE, email), email, hashed, f"Bench user {i}",
+            "INSERT INTO users (id, email, hashed_password, full_name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            uuid.uuid5(SEED_NAMESPACE, email),
+            email,
+            hashed,
+            f"Bench user {i}",
         )
         user_id = await connection.fetchval("SELECT id FROM users WHERE lower(email) = $1", email)
         have = await connection.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", user_id)
@@ -191,8 +243,10 @@ async def run(users: int, tasks_per_user: int) -> None:
         print(f"seeded {DEV_EMAIL} (password: {DEV_PASSWORD}) with {count} tasks")
         if users and tasks_per_user:
             created = await seed_bulk(connection, users, tasks_per_user)
-            print(f"bulk: {users} users x {tasks_per_user} tasks ({created} generated now) "
-                  f"in {time.perf_counter() - started:.1f} s")
+            print(
+                f"bulk: {users} users x {tasks_per_user} tasks ({created} generated now) "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
     finally:
         await connection.close()
 

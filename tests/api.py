@@ -49,9 +49,7 @@ async def create_task(client: httpx.AsyncClient, account: Account, **fields: Any
 def error_fields(response: httpx.Response) -> set[str]:
     """The names of the fields a 422 response complains about (the last string in each error's loc)."""
     assert response.status_code == 422, response.text
-    return {
-        [part for part in error["loc"] if isinstance(part, str)][-1] for error in response.json()["detail"]
-    }
+    return {[part for part in error["loc"] if isinstance(part, str)][-1] for error in response.json()["detail"]}
 
 
 async def insert_task(db, user_id: uuid.UUID, title: str, **fields: Any) -> uuid.UUID:

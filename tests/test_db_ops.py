@@ -250,9 +250,7 @@ async def test_a_dump_from_unknown_code_is_refused_before_anything_changes(dbs, 
 
 async def test_an_older_dump_is_refused_then_restored_and_migrated_with_migrate(dbs, tmp_path):
     # Code one revision ahead: a copy of our migrations plus a new revision made by `make db-revision`.
-    shutil.copytree(
-        ROOT / "alembic", tmp_path / "code" / "alembic", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(ROOT / "alembic", tmp_path / "code" / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "alembic.ini", tmp_path / "code" / "alembic.ini")
     scripts_importable()
     from new_revision import create_revision
@@ -261,10 +259,7 @@ async def test_an_older_dump_is_refused_then_restored_and_migrated_with_migrate(
     assert created.name == f"{int(HEAD) + 1:04d}_mark_tasks_as_migrated.py"
     source_text = created.read_text()
     new_head = f"{int(HEAD) + 1:04d}"
-    assert (
-        f"revision: str = '{new_head}'" in source_text
-        and f"down_revision: str | None = '{HEAD}'" in source_text
-    )
+    assert f"revision: str = '{new_head}'" in source_text and f"down_revision: str | None = '{HEAD}'" in source_text
     upgrade, downgrade = source_text.split("def downgrade() -> None:")
     created.write_text(
         upgrade.replace("    pass", "    op.execute(\"COMMENT ON TABLE tasks IS 'migrated'\")")
@@ -341,9 +336,7 @@ async def test_reset_on_a_terminal_needs_the_database_name_typed(dbs):
 
     wrong = await asyncio.to_thread(run_on_terminal, "reset.py", url, "yes")
     assert wrong.returncode != 0 and "Not confirmed" in wrong.stderr
-    assert (
-        "ops_typed" in wrong.stdout and f"tasks: {before['tasks'][0]}," in wrong.stdout
-    )  # what would be lost
+    assert "ops_typed" in wrong.stdout and f"tasks: {before['tasks'][0]}," in wrong.stdout  # what would be lost
     assert await fingerprint(url) == before
 
     right = await asyncio.to_thread(run_on_terminal, "reset.py", url, "ops_typed")
@@ -383,9 +376,7 @@ def test_a_pg_dump_older_than_the_server_is_never_chosen():
     with pytest.raises(SystemExit) as refused:
         find_tool("pg_dump", 99)
     message = str(refused.value)
-    assert (
-        "pg_dump 99 or newer is needed" in message and "PG_BIN_DIR" in message and "make install" in message
-    )
+    assert "pg_dump 99 or newer is needed" in message and "PG_BIN_DIR" in message and "make install" in message
 
 
 def test_libpq_tools_get_neon_credentials_from_the_environment_only():
@@ -428,9 +419,7 @@ def test_make_targets_pass_their_variables(arguments, expected):
 
 
 async def test_unreachable_or_missing_databases_get_a_message_not_a_traceback(dbs, tmp_path):
-    missing = run(
-        "backup.py", dbs.url("ops_missing"), "--dir", str(tmp_path), check=False, secret=dbs.password
-    )
+    missing = run("backup.py", dbs.url("ops_missing"), "--dir", str(tmp_path), check=False, secret=dbs.password)
     assert missing.returncode != 0 and "does not exist" in missing.stderr and "make db-init" in missing.stderr
 
     from app.dev.embedded import free_port

@@ -8,9 +8,7 @@ import pytest
 
 
 async def make_user(db, email="ada@example.com") -> uuid.UUID:
-    return await db.fetchval(
-        "INSERT INTO users (email, hashed_password) VALUES ($1, 'x') RETURNING id", email
-    )
+    return await db.fetchval("INSERT INTO users (email, hashed_password) VALUES ($1, 'x') RETURNING id", email)
 
 
 async def make_task(db, user_id, **fields) -> uuid.UUID:
@@ -88,10 +86,16 @@ async def test_updated_at_is_bumped_by_a_raw_update(db):
 
 
 async def test_tags_are_text_array_with_a_gin_index_chosen_for_containment(db):
-    assert await db.fetchval(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tasks'::regclass AND attname = 'tags'"
-    ) == "text[]"
-    assert "USING gin (tags)" in await db.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_tags_gin'")
+    assert (
+        await db.fetchval(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'tasks'::regclass AND attname = 'tags'"
+        )
+        == "text[]"
+    )
+    assert "USING gin (tags)" in await db.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_tags_gin'"
+    )
     user_id = await make_user(db)
     for i in range(200):
         await make_task(db, user_id, tags=["x"] if i % 50 == 0 else ["other", f"t{i}"])
@@ -104,7 +108,10 @@ async def test_tags_are_text_array_with_a_gin_index_chosen_for_containment(db):
 
 
 async def test_per_user_listing_indexes_exist(db):
-    indexes = {r["indexname"]: r["indexdef"] for r in await db.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'")}
+    indexes = {
+        r["indexname"]: r["indexdef"]
+        for r in await db.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'")
+    }
     assert "(user_id, status, created_at, id)" in indexes["ix_tasks_user_status_created"]
     assert "(user_id, priority, created_at, id)" in indexes["ix_tasks_user_priority_created"]
     assert "(user_id, created_at, id)" in indexes["ix_tasks_user_created"]

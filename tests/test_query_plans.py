@@ -77,8 +77,7 @@ def task_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         node
         for node in nodes(plan)
-        if node.get("Relation Name") == "tasks"
-        or str(node.get("Index Name", "")).startswith(("ix_tasks", "pk_tasks"))
+        if node.get("Relation Name") == "tasks" or str(node.get("Index Name", "")).startswith(("ix_tasks", "pk_tasks"))
     ]
 
 
@@ -90,9 +89,7 @@ def assert_index_driven(plan: dict[str, Any], what: str) -> list[dict[str, Any]]
     return scans
 
 
-async def list_statement(
-    client, captured: Captured, token: str, params: dict[str, Any]
-) -> tuple[dict, tuple]:
+async def list_statement(client, captured: Captured, token: str, params: dict[str, Any]) -> tuple[dict, tuple]:
     captured.statements.clear()
     response = await client.get("/api/v1/tasks", params=params, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
@@ -117,9 +114,7 @@ async def test_filtered_lists_use_indexes(big_table: uuid.UUID, client, captured
     assert_index_driven(await explain(db, statement, parameters), str(params))
 
 
-async def test_deep_keyset_page_reads_no_more_than_the_first(
-    big_table: uuid.UUID, client, captured, db
-) -> None:
+async def test_deep_keyset_page_reads_no_more_than_the_first(big_table: uuid.UUID, client, captured, db) -> None:
     """Walk every page of the user's 10,000 tasks; the last page's plan reads as few rows as the first's."""
     token = create_access_token(big_table)
     params: dict[str, Any] = {"sort": "-created_at", "limit": PAGE}

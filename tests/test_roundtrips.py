@@ -50,9 +50,7 @@ async def test_every_request_on_a_fresh_connection_sits_at_the_floor(client, db,
     requests = {
         "list by tag": client.get("/api/v1/tasks", params={"tag": "x"}, headers=account.headers),
         "get": client.get(f"/api/v1/tasks/{task['id']}", headers=account.headers),
-        "update": client.patch(
-            f"/api/v1/tasks/{task['id']}", json={"status": "done"}, headers=account.headers
-        ),
+        "update": client.patch(f"/api/v1/tasks/{task['id']}", json={"status": "done"}, headers=account.headers),
         "tags": client.get("/api/v1/tags", headers=account.headers),
         "me": client.get("/api/v1/users/me", headers=account.headers),
         "delete": client.delete(f"/api/v1/tasks/{task['id']}", headers=account.headers),
@@ -65,9 +63,7 @@ async def test_every_request_on_a_fresh_connection_sits_at_the_floor(client, db,
 
 
 async def test_a_bad_token_opens_no_connection(client, proxy) -> None:
-    stats, response = await counted(
-        proxy, client.get("/api/v1/tasks", headers={"Authorization": "Bearer nope"})
-    )
+    stats, response = await counted(proxy, client.get("/api/v1/tasks", headers={"Authorization": "Bearer nope"}))
     assert response.status_code == 401
     assert stats["connections"] == 0
 

@@ -10,7 +10,10 @@ def run_seed(database_url: str, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "seed_dev.py"), *args],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "ENVIRONMENT": "test"},
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -28,11 +31,16 @@ async def test_seed_twice_gives_the_same_rows(db, database_url):
     first = await snapshot(db)
     run_seed(database_url)
     assert await snapshot(db) == first
-    tasks = await db.fetch("SELECT t.* FROM tasks t JOIN users u ON u.id = t.user_id WHERE u.email = 'test@example.com'")
+    tasks = await db.fetch(
+        "SELECT t.* FROM tasks t JOIN users u ON u.id = t.user_id WHERE u.email = 'test@example.com'"
+    )
     assert len(tasks) >= 5
     assert {t["priority"] for t in tasks} == {"low", "medium", "high", "urgent"}
     assert any(t["status"] == "done" for t in tasks)
-    assert any(t["due_date"] is not None and t["status"] != "done" and t["due_date"].timestamp() < __import__("time").time() for t in tasks)
+    assert any(
+        t["due_date"] is not None and t["status"] != "done" and t["due_date"].timestamp() < __import__("time").time()
+        for t in tasks
+    )
     assert len({tag for t in tasks for tag in t["tags"]}) >= 3
 
 

@@ -114,9 +114,7 @@ async def test_create_rejects_bad_input_naming_the_field(client, db, body, field
 
 async def test_naive_due_date_asks_for_an_offset(client, db):
     account = await make_account(db)
-    response = await client.post(
-        TASKS, json={"title": "x", "due_date": "2026-12-01T17:00:00"}, headers=account.headers
-    )
+    response = await client.post(TASKS, json={"title": "x", "due_date": "2026-12-01T17:00:00"}, headers=account.headers)
     assert response.status_code == 422
     assert "timezone offset" in response.json()["detail"][0]["msg"]
 
@@ -147,9 +145,7 @@ async def test_another_users_task_is_indistinguishable_from_a_missing_one(client
         nothing = await client.request(method, missing, json=body, headers=intruder.headers)
         assert theirs.status_code == nothing.status_code == 404
         assert theirs.json() == nothing.json()
-    with_if_match = await client.patch(
-        path, json={"title": "x"}, headers={**intruder.headers, "If-Match": '"9"'}
-    )
+    with_if_match = await client.patch(path, json={"title": "x"}, headers={**intruder.headers, "If-Match": '"9"'})
     assert with_if_match.status_code == 404
     listed = await client.get(TASKS, headers=intruder.headers)
     assert listed.json()["items"] == []
@@ -176,13 +172,9 @@ async def test_patch_is_partial_and_null_clears_nullable_fields(client, db):
         k: task[k] for k in ("title", "description", "due_date", "tags")
     }
     assert parse(updated["updated_at"]) > parse(task["updated_at"])
-    cleared = (
-        await client.patch(path, json={"description": None, "due_date": None}, headers=account.headers)
-    ).json()
+    cleared = (await client.patch(path, json={"description": None, "due_date": None}, headers=account.headers)).json()
     assert (cleared["description"], cleared["due_date"], cleared["version"]) == (None, None, 3)
-    retagged = await client.patch(
-        path, json={"tags": ["B", "b", " c"], "title": " New "}, headers=account.headers
-    )
+    retagged = await client.patch(path, json={"tags": ["B", "b", " c"], "title": " New "}, headers=account.headers)
     assert (retagged.json()["tags"], retagged.json()["title"], retagged.json()["version"]) == (
         ["b", "c"],
         "New",
@@ -196,9 +188,7 @@ async def test_empty_patch_changes_nothing(client, db):
     task = await create_task(client, account)
     response = await client.patch(f"{TASKS}/{task['id']}", json={}, headers=account.headers)
     assert response.status_code == 200 and response.json() == task
-    stale = await client.patch(
-        f"{TASKS}/{task['id']}", json={}, headers={**account.headers, "If-Match": '"5"'}
-    )
+    stale = await client.patch(f"{TASKS}/{task['id']}", json={}, headers={**account.headers, "If-Match": '"5"'})
     assert stale.status_code == 412
 
 
@@ -232,9 +222,7 @@ async def test_status_transitions_set_and_clear_completed_at(client, db):
     path = f"{TASKS}/{task['id']}"
     done = (await client.patch(path, json={"status": "done"}, headers=account.headers)).json()
     assert done["completed_at"] is not None
-    again = (
-        await client.patch(path, json={"status": "done", "title": "Still done"}, headers=account.headers)
-    ).json()
+    again = (await client.patch(path, json={"status": "done", "title": "Still done"}, headers=account.headers)).json()
     assert again["completed_at"] == done["completed_at"] and again["version"] == 3
     reopened = (await client.patch(path, json={"status": "in_progress"}, headers=account.headers)).json()
     assert reopened["completed_at"] is None and reopened["version"] == 4
@@ -252,13 +240,9 @@ async def test_if_match_on_patch(client, db):
     assert stale.status_code == 412
     assert stale.headers["ETag"] == '"2"' and "current version is 2" in stale.json()["detail"]
     assert await db.fetchrow("SELECT title, version FROM tasks") == ("First", 2)
-    listed = await client.patch(
-        path, json={"title": "Third"}, headers={**account.headers, "If-Match": '"7", "2"'}
-    )
+    listed = await client.patch(path, json={"title": "Third"}, headers={**account.headers, "If-Match": '"7", "2"'})
     assert listed.status_code == 200
-    anything = await client.patch(
-        path, json={"title": "Fourth"}, headers={**account.headers, "If-Match": "*"}
-    )
+    anything = await client.patch(path, json={"title": "Fourth"}, headers={**account.headers, "If-Match": "*"})
     assert anything.status_code == 200 and anything.json()["version"] == 4
 
 

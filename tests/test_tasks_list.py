@@ -108,9 +108,7 @@ async def test_filters_and_their_combinations(client, accounts):
         assert page["next_cursor"] is None
         # The other user sees exactly their own counterparts.
         response = await client.get(TASKS, params={**params, "limit": 100}, headers=theirs.headers)
-        assert {task["title"] for task in response.json()["items"]} == {f"Theirs: {t}" for t in expected}, (
-            params
-        )
+        assert {task["title"] for task in response.json()["items"]} == {f"Theirs: {t}" for t in expected}, params
 
 
 @pytest.mark.parametrize(

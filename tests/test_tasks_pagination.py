@@ -53,9 +53,7 @@ def expected_order(rows: list[dict[str, Any]], sort: TaskSort) -> list[uuid.UUID
             key=lambda r: (r["due_date"], r["id"]),
             reverse=sort.descending,
         )
-        undated = sorted(
-            (r for r in rows if r["due_date"] is None), key=lambda r: r["id"], reverse=sort.descending
-        )
+        undated = sorted((r for r in rows if r["due_date"] is None), key=lambda r: r["id"], reverse=sort.descending)
         ordered = dated + undated
     else:
         ordered = sorted(rows, key=lambda r: (key(r), r["id"]), reverse=sort.descending)
@@ -125,9 +123,7 @@ async def test_walk_while_tasks_are_inserted(client, many, sort):
 async def test_changing_the_page_size_mid_walk_is_allowed(client, many):
     account, rows = many
     first = (await client.get(TASKS, params={"limit": 10}, headers=account.headers)).json()
-    second = await client.get(
-        TASKS, params={"limit": 50, "cursor": first["next_cursor"]}, headers=account.headers
-    )
+    second = await client.get(TASKS, params={"limit": 50, "cursor": first["next_cursor"]}, headers=account.headers)
     ids = [uuid.UUID(t["id"]) for t in first["items"] + second.json()["items"]]
     assert ids == expected_order(rows, TaskSort.created_at_desc)[:60]
 
@@ -137,9 +133,7 @@ async def test_cursors_are_bound_to_their_query_and_signed(client, db):
     other = await make_account(db)
     for i in range(5):
         await insert_task(db, account.id, f"Task {i}", tags=["a"])
-    cursor = (await client.get(TASKS, params={"limit": 2, "tag": "a"}, headers=account.headers)).json()[
-        "next_cursor"
-    ]
+    cursor = (await client.get(TASKS, params={"limit": 2, "tag": "a"}, headers=account.headers)).json()["next_cursor"]
     body, signature = cursor.split(".")
     tampered_body = ("B" if body[0] != "B" else "C") + body[1:]
     tampered_signature = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
@@ -157,7 +151,5 @@ async def test_cursors_are_bound_to_their_query_and_signed(client, db):
         response = await client.get(TASKS, params={**params, "limit": 2}, headers=who.headers)
         assert error_fields(response) == {"cursor"}, name
         assert "cursor" in response.json()["detail"][0]["msg"], name
-    good = await client.get(
-        TASKS, params={"tag": "A ", "limit": 2, "cursor": cursor}, headers=account.headers
-    )
+    good = await client.get(TASKS, params={"tag": "A ", "limit": 2, "cursor": cursor}, headers=account.headers)
     assert good.status_code == 200 and len(good.json()["items"]) == 2

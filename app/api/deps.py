@@ -41,9 +41,7 @@ async def current_user_id(token: Annotated[str | None, Depends(oauth2_scheme)]) 
 CurrentUserId = Annotated[uuid.UUID, Depends(current_user_id)]
 
 _ETAG = re.compile(r'\s*"(\d{1,9})"\s*')
-IF_MATCH_HELP = (
-    'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
-)
+IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 
 
 async def if_match(

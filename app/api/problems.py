@@ -103,18 +103,14 @@ def _doc(description: str, example: str) -> dict[str, Any]:
 R400_IF_MATCH: dict[int | str, dict[str, Any]] = {
     400: _doc("Malformed If-Match header", 'If-Match must be a version ETag such as "3", as sent in ETag.')
 }
-R400_PASSWORD: dict[int | str, dict[str, Any]] = {
-    400: _doc("Wrong current password", "current_password is incorrect.")
-}
+R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", "current_password is incorrect.")}
 R401: dict[int | str, dict[str, Any]] = {
     401: {
         **_doc("Missing, invalid or expired token, or the account no longer exists", INVALID_TOKEN),
         "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     }
 }
-R401_LOGIN: dict[int | str, dict[str, Any]] = {
-    401: _doc("Wrong email or password", "Incorrect email or password.")
-}
+R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", "Incorrect email or password.")}
 R404: dict[int | str, dict[str, Any]] = {404: _doc("No such task for this user", TASK_NOT_FOUND)}
 R409_EMAIL: dict[int | str, dict[str, Any]] = {
     409: _doc("Email already registered", "An account with this email already exists.")

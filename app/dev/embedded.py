@@ -105,9 +105,29 @@ class EmbeddedPostgres:
     def psql(self, sql: str, database: str = "postgres") -> str:
         env = {**os.environ, "PGPASSWORD": PASSWORD}
         result = subprocess.run(
-            [str(bin_dir() / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-            check=True, text=True, capture_output=True, env=env,
+            [
+                str(bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            check=True,
+            text=True,
+            capture_output=True,
+            env=env,
         )
         return result.stdout.strip()
 
@@ -141,15 +161,27 @@ def _initdb(data_dir: Path) -> None:
         pwfile.write(PASSWORD + "\n")
     os.chmod(pwfile.name, 0o644)
     try:
-        _run([
-            str(bin_dir() / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, f"--pwfile={pwfile.name}",
-            "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-        ])
+        _run(
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile.name}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]
+        )
     finally:
         os.unlink(pwfile.name)
 
 
-def ensure_running(data_dir: Path = DEFAULT_DATA_DIR, port: int | None = None, database: str = "app") -> EmbeddedPostgres:
+def ensure_running(
+    data_dir: Path = DEFAULT_DATA_DIR, port: int | None = None, database: str = "app"
+) -> EmbeddedPostgres:
     """Initialise `data_dir` if needed, start the server if it is not running, create `database`."""
     data_dir = data_dir.resolve()
     current = running_port(data_dir)
@@ -170,8 +202,21 @@ def ensure_running(data_dir: Path = DEFAULT_DATA_DIR, port: int | None = None, d
             else f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' -c max_connections=200"
         )
         try:
-            _run([str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-l", str(server.log_file), "-o", options,
-                  "-w", "-t", "30", "start"])
+            _run(
+                [
+                    str(bin_dir() / "pg_ctl"),
+                    "-D",
+                    str(data_dir),
+                    "-l",
+                    str(server.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             log = server.log_file.read_text()[-2000:] if server.log_file.exists() else ""
             raise SystemExit(f"Could not start the embedded PostgreSQL in {data_dir}:\n{exc.stderr}\n{log}") from None

@@ -13,9 +13,7 @@ class RegisterRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}
-            ]
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}]
         },
     )
 

@@ -151,9 +151,7 @@ class TaskUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"status": "done"}, {"title": "Renew both passports", "due_date": None}]
-        },
+        json_schema_extra={"examples": [{"status": "done"}, {"title": "Renew both passports", "due_date": None}]},
     )
 
     title: Title = None  # type: ignore[assignment]
@@ -190,9 +188,7 @@ class TaskRead(BaseModel):
 
 
 class TaskPage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]})
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
@@ -235,9 +231,7 @@ class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: list[TaskStatus] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
-    priority: list[TaskPriority] = pydantic.Field(
-        default_factory=list, description="Repeatable: any of these."
-    )
+    priority: list[TaskPriority] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
     tag: list[Tag] = pydantic.Field(
         default_factory=list, max_length=20, description="Repeatable: the task has all of these tags."
     )

@@ -116,9 +116,7 @@ def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
     if query.q:
         # autoescape: `%` and `_` typed by the user match themselves, not any characters.
         conditions.append(
-            or_(
-                c.title.icontains(query.q, autoescape=True), c.description.icontains(query.q, autoescape=True)
-            )
+            or_(c.title.icontains(query.q, autoescape=True), c.description.icontains(query.q, autoescape=True))
         )
     return conditions
 
@@ -278,9 +276,9 @@ async def _guarded(
     if expected is not None:
         target.append(tasks.c.version.in_(expected))
     written = build_write(target).cte("written")
-    statement = select(
-        account.c.id.label("account"), owned.c.version.label("current_version"), *written.c
-    ).select_from(account.outerjoin(owned, true()).outerjoin(written, true()))
+    statement = select(account.c.id.label("account"), owned.c.version.label("current_version"), *written.c).select_from(
+        account.outerjoin(owned, true()).outerjoin(written, true())
+    )
     row = (await connection.execute(statement)).first()
     if row is None:
         raise AccountGone

@@ -31,9 +31,7 @@ async def insert_user(
 
 async def credentials(connection: AsyncConnection, email: str) -> tuple[uuid.UUID, str] | None:
     """(id, password hash) of the active user with this (lower-cased) email."""
-    statement = select(users.c.id, users.c.hashed_password).where(
-        func.lower(users.c.email) == email, users.c.is_active
-    )
+    statement = select(users.c.id, users.c.hashed_password).where(func.lower(users.c.email) == email, users.c.is_active)
     row = (await connection.execute(statement)).first()
     return (row.id, row.hashed_password) if row else None
 
@@ -65,9 +63,7 @@ async def update_user(
 
     That compare-and-set makes a password change safe without a transaction around its read and its write.
     """
-    statement = (
-        update(users).where(users.c.id == user_id, users.c.is_active).values(values).returning(*USER_COLUMNS)
-    )
+    statement = update(users).where(users.c.id == user_id, users.c.is_active).values(values).returning(*USER_COLUMNS)
     if old_hash is not None:
         statement = statement.where(users.c.hashed_password == old_hash)
     row = (await connection.execute(statement)).first()

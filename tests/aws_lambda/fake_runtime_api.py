@@ -57,9 +57,7 @@ class FakeRuntimeApi:
     def wait_for(self, request_ids: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self.done:
-            while (
-                not all(r in self.results or r in self.errors for r in request_ids) and not self.init_errors
-            ):
+            while not all(r in self.results or r in self.errors for r in request_ids) and not self.init_errors:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"no answer for {[r for r in request_ids if r not in self.results]}")

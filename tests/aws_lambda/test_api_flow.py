@@ -88,9 +88,7 @@ async def test_token_login_with_the_oauth2_form(invoke, db, name, base64_body):
     assert response["statusCode"] == 200, response
     assert response_json(response)["token_type"] == "bearer"
 
-    wrong = adapt(
-        name, "POST", "/api/v1/auth/token", body=form(username=address, password="nope-nope"), headers=FORM
-    )
+    wrong = adapt(name, "POST", "/api/v1/auth/token", body=form(username=address, password="nope-nope"), headers=FORM)
     response = await invoke(wrong)
     assert response["statusCode"] == 401
     assert response_header(response, "www-authenticate") == "Bearer"
@@ -107,9 +105,7 @@ async def seeded(invoke):
         {"title": "Renew passport", "tags": ["travel", "errand"], "priority": "low"},
         {"title": "Write report", "tags": ["work"], "priority": "medium", "status": "done"},
     ):
-        response = await invoke(
-            adapt(V2, "POST", "/api/v1/tasks", body=json.dumps(task), headers=bearer(token))
-        )
+        response = await invoke(adapt(V2, "POST", "/api/v1/tasks", body=json.dumps(task), headers=bearer(token)))
         assert response["statusCode"] == 201, response
         created = response_json(response)
         assert response_header(response, "location") == f"/api/v1/tasks/{created['id']}"

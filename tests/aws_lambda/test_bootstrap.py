@@ -55,9 +55,7 @@ def test_api_handler_under_the_real_bootstrap():
         ids = [
             api.invoke(adapt("powertools__apiGatewayProxyV2Event.json", "GET", "/api/v1/health")),
             api.invoke(adapt("awslambdago__apigw-request.json", "GET", "/api/v1/health/db")),
-            api.invoke(
-                adapt("awslambdago__alb-lambda-target-request-headers-only.json", "GET", "/api/v1/health/db")
-            ),
+            api.invoke(adapt("awslambdago__alb-lambda-target-request-headers-only.json", "GET", "/api/v1/health/db")),
             api.invoke(adapt("powertools__apiGatewayProxyV2Event.json", "GET", "/missing")),
         ]
         try:
@@ -70,9 +68,7 @@ def test_api_handler_under_the_real_bootstrap():
     assert [r["statusCode"] for r in responses] == [200, 200, 200, 404]
     assert response_json(responses[0]) == {"status": "ok"}
     assert response_json(responses[1])["status"] == "ok"
-    assert (
-        response_json(responses[2])["database_revision"] == response_json(responses[2])["expected_revision"]
-    )
+    assert response_json(responses[2])["database_revision"] == response_json(responses[2])["expected_revision"]
 
 
 def test_invalid_configuration_fails_the_cold_start_with_a_readable_reason():

@@ -73,9 +73,7 @@ async def test_unknown_path_is_a_json_404(invoke):
     assert response_json(response) == {"detail": "Not Found"}
 
 
-@pytest.mark.parametrize(
-    "name", ["dotnet__values-get-all-httpapi-v2-with-stage.json", "awsdocs__event-v2.json"]
-)
+@pytest.mark.parametrize("name", ["dotnet__values-get-all-httpapi-v2-with-stage.json", "awsdocs__event-v2.json"])
 async def test_named_stage_prefix_is_stripped_by_api_base_path(invoke, handler_for_base_path, name):
     prefix = stage_prefix(load_event(name))
     assert prefix in {"/beta", "/default"}
@@ -168,9 +166,7 @@ COLD_INVOKE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(
-    "name", ["powertools__apiGatewayProxyV2Event.json", "awslambdago__apigw-request.json"]
-)
+@pytest.mark.parametrize("name", ["powertools__apiGatewayProxyV2Event.json", "awslambdago__apigw-request.json"])
 def test_cold_invocation_with_database_unreachable_answers_503_within_connect_timeout(name):
     """A fresh process (a cold start) whose database refuses connections: 503 + Retry-After, never a hang."""
     url = f"postgresql://app:s3cret-password@127.0.0.1:{free_port()}/app"

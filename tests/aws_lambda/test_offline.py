@@ -97,9 +97,7 @@ def test_core_flow_over_http(offline):
         for title, tags in (("Buy milk & eggs", ["home", "errand"]), ("Write report", ["work"])):
             created = http.post("/api/v1/tasks", json={"title": title, "tags": tags}, headers=auth)
             assert created.status_code == 201, created.text
-        listed = http.get(
-            "/api/v1/tasks", params={"any_tag": ["errand", "none"], "q": "milk & eggs"}, headers=auth
-        )
+        listed = http.get("/api/v1/tasks", params={"any_tag": ["errand", "none"], "q": "milk & eggs"}, headers=auth)
         assert listed.status_code == 200, listed.text
         assert [task["title"] for task in listed.json()["items"]] == ["Buy milk & eggs"]
         assert http.get("/api/v1/users/me", headers=auth).json()["email"] == email

@@ -75,9 +75,7 @@ def test_api_function_in_the_template(template):
     assert set(env) >= {"ENVIRONMENT", "DATABASE_URL", "SECRET_KEY", "ALLOWED_ORIGINS", "DB_APPLICATION_NAME"}
     assert env["DB_APPLICATION_NAME"] == "task-api-dev"
     assert env["DB_POOL"] == "null"
-    assert env["DATABASE_URL"].startswith(
-        "postgresql://offline:"
-    )  # the local fallback, not the test database
+    assert env["DATABASE_URL"].startswith("postgresql://offline:")  # the local fallback, not the test database
 
 
 def test_migrate_function_uses_the_direct_url(template):
@@ -164,9 +162,7 @@ def test_zip_excludes_development_files(artifact):
 
 
 def test_compiled_extensions_are_linux_arm64_for_cpython311(artifact):
-    shared = [
-        info for info in artifact.infolist() if info.filename.endswith(".so") or ".so." in info.filename
-    ]
+    shared = [info for info in artifact.infolist() if info.filename.endswith(".so") or ".so." in info.filename]
     names = {PurePosixPath(info.filename).parts[0] for info in shared}
     assert {"asyncpg", "pydantic_core"} <= names
     for info in shared:

@@ -104,9 +104,7 @@ def has_task_api(call) -> bool:
 def task_scenario(call, worker: int, total: int, result: Result) -> dict[str, Any]:
     """Register, then cycle through writes (create, update, delete) and reads (get, list, tags, health)."""
     email = f"load-{worker}-{uuid.uuid4().hex[:8]}@example.com"
-    status, body = call(
-        "POST", f"{API}/auth/register", body={"email": email, "password": "load-test-password-1"}
-    )
+    status, body = call("POST", f"{API}/auth/register", body={"email": email, "password": "load-test-password-1"})
     if not result.record("register", status, 201, json.dumps(body)):
         return {"email": email}
     auth = {"authorization": f"Bearer {body['access_token']}"}
@@ -203,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    call = (
-        HttpTransport(args.base_url)
-        if args.mode == "http"
-        else LambdaTransport()
-        if args.mode == "lambda"
-        else None
-    )
+    call = HttpTransport(args.base_url) if args.mode == "http" else LambdaTransport() if args.mode == "lambda" else None
     scenario = "engine" if args.mode == "engine" else "tasks" if has_task_api(call) else "health"
     Path(f"{args.out}.ready").write_text(str(os.getpid()))
     deadline = time.monotonic() + WAIT_FOR_GO_SECONDS

@@ -37,9 +37,7 @@ def find_binary() -> str | None:
 
 
 def version(binary: str) -> str:
-    return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.split(
-        "\n"
-    )[0]
+    return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.split("\n")[0]
 
 
 @dataclass

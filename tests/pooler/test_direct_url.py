@@ -15,9 +15,7 @@ def traffic(bouncer) -> tuple[int, int]:
 
 
 def run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 async def test_migrations_and_seed_bypass_the_pooler(pgbouncer, database_url, db):

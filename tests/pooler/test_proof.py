@@ -97,9 +97,7 @@ async def test_uvicorn_through_the_pooler(pgbouncer, database_url, tmp_path):
     before = queries_through(pgbouncer)
     clients = MIN_PROCESSES + 1
     with uvicorn_server(env, tmp_path / "uvicorn.log", workers=2) as base_url:
-        reports = run_workers(
-            ["http", base_url], clients, -(-MIN_REQUESTS // clients), env, tmp_path / "load"
-        )
+        reports = run_workers(["http", base_url], clients, -(-MIN_REQUESTS // clients), env, tmp_path / "load")
     summary = totals(reports)
     print("uvicorn proof:", summary, "seconds:", run_seconds(reports))
     assert summary["errors"] == 0, summary["samples"]

@@ -21,9 +21,7 @@ RUN_TIMEOUT = 240  # seconds for every worker to finish
 READY_TIMEOUT = 60  # seconds for uvicorn to answer its readiness check
 
 
-def app_environment(
-    database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null"
-) -> dict[str, str]:
+def app_environment(database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null") -> dict[str, str]:
     """The environment of a process running the app against `database_url`.
 
     The pgbouncer listens on 127.0.0.1 (no `-pooler` in the host), so DB_POOLER alone decides whether the
@@ -41,9 +39,7 @@ def app_environment(
     }
 
 
-def run_workers(
-    mode: list[str], count: int, requests_each: int, env: dict[str, str], workdir: Path
-) -> list[dict]:
+def run_workers(mode: list[str], count: int, requests_each: int, env: dict[str, str], workdir: Path) -> list[dict]:
     """Run `count` load processes at once (released together once all are set up); return their reports."""
     workdir.mkdir(parents=True, exist_ok=True)
     go = workdir / "go"

@@ -35,9 +35,7 @@ class Readiness(BaseModel):
 
     model_config = {
         "json_schema_extra": {
-            "examples": [
-                {"status": "ok", "database_revision": "0001", "expected_revision": "0001", "latency_ms": 3.2}
-            ]
+            "examples": [{"status": "ok", "database_revision": "0001", "expected_revision": "0001", "latency_ms": 3.2}]
         }
     }
 
@@ -73,9 +71,11 @@ async def ready() -> Readiness | JSONResponse:
         async with asyncio.timeout(settings.DB_CONNECT_TIMEOUT + settings.DB_COMMAND_TIMEOUT):
             async with engine.connect() as connection:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
-                row = (await connection.execute(
-                    text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")
-                )).one()
+                row = (
+                    await connection.execute(
+                        text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")
+                    )
+                ).one()
                 revision = row.revision
     except ProgrammingError:
         reason = "The schema is not migrated (no alembic_version table): run `make migrate`."

@@ -21,6 +21,4 @@ router = APIRouter(prefix="/tags", tags=["tasks"])
 )
 async def list_tags(user_id: CurrentUserId, connection: ConnectionDep) -> list[TagCount]:
     """Returns every tag on the caller's tasks with how many tasks carry it (ties in alphabetical order)."""
-    return [
-        TagCount(tag=tag, count=count) for tag, count in await task_queries.tag_counts(connection, user_id)
-    ]
+    return [TagCount(tag=tag, count=count) for tag, count in await task_queries.tag_counts(connection, user_id)]

@@ -60,9 +60,7 @@ async def create_task(
     response_model=TaskRead,
     responses=R401 | R404,
 )
-async def get_task(
-    task_id: TaskId, user_id: CurrentUserId, connection: ConnectionDep, response: Response
-) -> TaskRead:
+async def get_task(task_id: TaskId, user_id: CurrentUserId, connection: ConnectionDep, response: Response) -> TaskRead:
     """Returns one of the caller's tasks, with its version as the `ETag`."""
     return _etag(response, await task_queries.get_task(connection, user_id, task_id))
 

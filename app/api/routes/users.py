@@ -16,9 +16,7 @@ from app.security import hash_password, verify_password
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get(
-    "/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401
-)
+@router.get("/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401)
 async def read_me(user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
     """Returns the account of the access token (never its password hash)."""
     return await user_queries.read_user(connection, user_id)
@@ -45,9 +43,7 @@ async def update_me(body: UserUpdate, user_id: CurrentUserId, connection: Connec
     try:
         return await user_queries.update_user(connection, user_id, changes, old_hash=old_hash)
     except user_queries.PasswordChangedConcurrently:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again."
-        ) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again.") from None
 
 
 @router.delete(
