@@ -61,10 +61,29 @@ def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, A
     return kwargs
 
 
-def make_connector(target: DatabaseTarget, cfg: Settings):
-    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total."""
+async def connect_to(
+    target: DatabaseTarget, cfg: Settings = settings, *, database: str | None = None, timeout: float | None = None
+) -> asyncpg.Connection:
+    """One asyncpg connection to `target` (or to another `database` on the same server), no retries.
+
+    The engine's connector and the scripts (seed, init, backup, restore) all connect through here.
+    """
     url = target.url
     kwargs = asyncpg_connect_kwargs(target, cfg)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return await asyncpg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=database or url.database,
+        **kwargs,
+    )
+
+
+def make_connector(target: DatabaseTarget, cfg: Settings):
+    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total."""
     budget = cfg.DB_CONNECT_TIMEOUT
 
     async def connect() -> asyncpg.Connection:
@@ -73,14 +92,7 @@ def make_connector(target: DatabaseTarget, cfg: Settings):
         while True:
             remaining = deadline - time.monotonic()
             try:
-                return await asyncpg.connect(
-                    host=url.host,
-                    port=url.port or 5432,
-                    user=url.username,
-                    password=url.password,
-                    database=url.database,
-                    **{**kwargs, "timeout": max(remaining, 0.05)},
-                )
+                return await connect_to(target, cfg, timeout=max(remaining, 0.05))
             except RETRYABLE_CONNECT_ERRORS:
                 remaining = deadline - time.monotonic()
                 if remaining <= delay:

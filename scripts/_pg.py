@@ -47,21 +47,12 @@ async def connect(database: str | None = None):
     """An asyncpg connection to the direct URL (or to another database on the same server)."""
     import asyncpg
 
-    from app.config import settings
-    from app.db import asyncpg_connect_kwargs
+    from app.db import connect_to
 
     db = target()
-    url = db.url
-    name = database or url.database
+    name = database or db.url.database
     try:
-        return await asyncpg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=name,
-            **asyncpg_connect_kwargs(db, settings),
-        )
+        return await connect_to(db, database=name)
     except asyncpg.InvalidCatalogNameError:
         raise SystemExit(f"Database {name!r} does not exist on {db.safe_url}: `make db-init` creates it.") from None
     # asyncpg's messages name the host and user, never the password.

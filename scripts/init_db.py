@@ -7,35 +7,21 @@ import asyncio
 import sys
 
 import _bootstrap
+import _pg
 
 
 async def create_database_if_missing() -> None:
     import asyncpg
 
     from app.config import settings
-    from app.db import asyncpg_connect_kwargs
+    from app.db import connect_to
 
     target = settings.database_direct
     url = target.url
-    kwargs = asyncpg_connect_kwargs(target, settings)
     try:
-        connection = await asyncpg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-            **kwargs,
-        )
+        connection = await connect_to(target)
     except asyncpg.InvalidCatalogNameError:
-        maintenance = await asyncpg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database="postgres",
-            **kwargs,
-        )
+        maintenance = await connect_to(target, database="postgres")
         try:
             # Identifiers cannot be parameters; quote it as PostgreSQL does.
             await maintenance.execute('CREATE DATABASE "{}"'.format(url.database.replace('"', '""')))
@@ -47,17 +33,12 @@ async def create_database_if_missing() -> None:
 
 
 def migrate_and_verify() -> str:
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext  # noqa: F401 - imported for its side effects on logging
-    from alembic.script import ScriptDirectory
-
     from alembic import command
 
-    config = Config(str(_bootstrap.ROOT / "alembic.ini"))
+    config = _pg.alembic_config()
     command.upgrade(config, "head")
-    head = ScriptDirectory.from_config(config).get_current_head()
     command.check(config)  # raises if the models and the migrated schema differ
-    return head or "(none)"
+    return _pg.code_head(config)
 
 
 def main() -> int:

@@ -82,21 +82,10 @@ def dev_tasks(now: datetime) -> list[dict]:
 
 
 async def connect():
-    import asyncpg
-
     from app.config import settings
-    from app.db import asyncpg_connect_kwargs
+    from app.db import connect_to
 
-    target = settings.database_direct
-    url = target.url
-    return await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-        **asyncpg_connect_kwargs(target, settings),
-    )
+    return await connect_to(settings.database_direct)
 
 
 async def upsert_user(connection, email: str, password: str, full_name: str) -> uuid.UUID:
