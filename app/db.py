@@ -200,14 +200,37 @@ engine: AsyncEngine = create_engine(settings.database)
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def autocommit_connection() -> AsyncIterator[AsyncConnection]:
-    """A connection in autocommit: for requests whose work is one statement (atomic by itself).
+class LazyConnection:
+    """The request's autocommit connection, opened by its first statement (not when the request starts).
 
-    Saves the BEGIN and COMMIT/ROLLBACK round trips of an explicit transaction.
+    FastAPI enters a route's dependencies before it validates the query string and the body, so a connection
+    opened up front would make every 422 pay for a connection, and on Neon possibly for waking a compute.
+    Autocommit because these requests do one statement, atomic by itself: no BEGIN/COMMIT round trips.
     """
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if self._connection is None:
+            connection = await self._engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return await self._connection.execute(statement, parameters)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+
+async def autocommit_connection() -> AsyncIterator[LazyConnection]:
+    """For requests whose work is one statement: see LazyConnection."""
+    connection = LazyConnection(engine)
+    try:
         yield connection
+    finally:
+        await connection.close()
 
 
 async def transaction_session() -> AsyncIterator[AsyncSession]:

@@ -8,6 +8,7 @@ and the connection must be closed with a Terminate the request does not wait for
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -35,16 +36,26 @@ async def proxy(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
         counting.stop()
 
 
+async def settled(proxy: RttProxy, since: int) -> dict:
+    """The request's counts once its connection is gone.
+
+    asyncio closes an aborted socket one loop iteration after `terminate()` (call_soon), and `wait_idle` blocks
+    this thread, so let the loop run that iteration first (Mangum's run_until_complete runs it too).
+    """
+    await asyncio.sleep(0)
+    return total(proxy.wait_idle(since))
+
+
 async def counted(proxy: RttProxy, request) -> tuple[dict, object]:
     mark = proxy.mark()
     response = await request
-    return total(proxy.wait_idle(mark)), response
+    return await settled(proxy, mark), response
 
 
 async def test_every_request_on_a_fresh_connection_sits_at_the_floor(client, db, proxy) -> None:
     account = await make_account(db)
     task = await create_task(client, account, tags=["x"])  # through the proxy too: the first (cold) request
-    cold = total(proxy.wait_idle(0))
+    cold = await settled(proxy, 0)
     assert (cold["connections"], cold["round_trips"]) == (1, FLOOR), cold
 
     requests = {
@@ -66,6 +77,21 @@ async def test_a_bad_token_opens_no_connection(client, proxy) -> None:
     stats, response = await counted(proxy, client.get("/api/v1/tasks", headers={"Authorization": "Bearer nope"}))
     assert response.status_code == 401
     assert stats["connections"] == 0
+
+
+async def test_invalid_input_opens_no_connection(client, db, proxy) -> None:
+    """FastAPI enters dependencies before validating; the connection waits for the first statement."""
+    account = await make_account(db)
+    bad_requests = {
+        "body": client.post("/api/v1/tasks", json={"title": "   "}, headers=account.headers),
+        "query": client.get("/api/v1/tasks", params={"limit": 0}, headers=account.headers),
+        "cursor": client.get("/api/v1/tasks", params={"cursor": "forged"}, headers=account.headers),
+        "path": client.get("/api/v1/tasks/not-a-uuid", headers=account.headers),
+    }
+    for name, request in bad_requests.items():
+        stats, response = await counted(proxy, request)
+        assert response.status_code == 422, (name, response.text)
+        assert stats["connections"] == 0, (name, stats)
 
 
 @pytest.fixture

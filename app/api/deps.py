@@ -10,14 +10,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.problems import INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
-from app.db import autocommit_connection, transaction_session
+from app.db import LazyConnection, autocommit_connection, transaction_session
 from app.security import InvalidToken, user_id_from_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
-ConnectionDep = Annotated[AsyncConnection, Depends(autocommit_connection)]
+ConnectionDep = Annotated[LazyConnection, Depends(autocommit_connection)]
 # Several statements that must succeed or fail together: one transaction for the request.
 SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
 

@@ -39,11 +39,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
+from app.db import LazyConnection
 from app.models.task import (
     PRIORITY_RANK,
     Task,
@@ -166,7 +166,7 @@ def _after_cursor(sort: TaskSort, key: list[Any]) -> ColumnElement[bool]:
     return after
 
 
-async def list_tasks(connection: AsyncConnection, user_id: uuid.UUID, query: TaskListQuery) -> TaskPage:
+async def list_tasks(connection: LazyConnection, user_id: uuid.UUID, query: TaskListQuery) -> TaskPage:
     """One page of the user's tasks, one statement: the user row LEFT JOIN LATERAL the page.
 
     No row at all means the user is gone (AccountGone); one row with NULL task columns is an empty page.
@@ -203,7 +203,7 @@ async def list_tasks(connection: AsyncConnection, user_id: uuid.UUID, query: Tas
 # --- single tasks -------------------------------------------------------------------------------------------
 
 
-async def create_task(connection: AsyncConnection, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
+async def create_task(connection: LazyConnection, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
     """INSERT ... SELECT FROM users: the row is only written if the user exists and is active."""
     values: dict[str, Any] = {
         "user_id": users.c.id,
@@ -223,7 +223,7 @@ async def create_task(connection: AsyncConnection, user_id: uuid.UUID, data: Tas
     return _task_read(row)
 
 
-async def get_task(connection: AsyncConnection, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
+async def get_task(connection: LazyConnection, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
     owned = and_(tasks.c.id == task_id, tasks.c.user_id == users.c.id)
     statement = (
         select(users.c.id.label("account"), *TASK_COLUMNS)
@@ -250,7 +250,7 @@ def _set_clause(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _guarded(
-    connection: AsyncConnection,
+    connection: LazyConnection,
     user_id: uuid.UUID,
     task_id: uuid.UUID,
     expected: list[int] | None,
@@ -292,7 +292,7 @@ async def _guarded(
 
 
 async def update_task(
-    connection: AsyncConnection,
+    connection: LazyConnection,
     user_id: uuid.UUID,
     task_id: uuid.UUID,
     changes: dict[str, Any],
@@ -312,7 +312,7 @@ async def update_task(
 
 
 async def delete_task(
-    connection: AsyncConnection, user_id: uuid.UUID, task_id: uuid.UUID, expected: list[int] | None
+    connection: LazyConnection, user_id: uuid.UUID, task_id: uuid.UUID, expected: list[int] | None
 ) -> None:
     def write(target: list[ColumnElement[bool]]) -> ReturningDelete[Any]:
         return delete(tasks).where(*target).returning(tasks.c.id)
@@ -338,7 +338,7 @@ TAG_COUNTS = text(
 ).bindparams(bindparam("user_id", type_=Uuid))
 
 
-async def tag_counts(connection: AsyncConnection, user_id: uuid.UUID) -> list[tuple[str, int]]:
+async def tag_counts(connection: LazyConnection, user_id: uuid.UUID) -> list[tuple[str, int]]:
     """The user's tags with how many tasks carry each, most used first (ties alphabetical)."""
     rows = (await connection.execute(TAG_COUNTS, {"user_id": user_id})).all()
     if not rows:

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import LazyConnection
 from app.models.user import User, UserRead
 from app.queries import AccountGone
 
@@ -17,7 +17,7 @@ USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
 
 
 async def insert_user(
-    connection: AsyncConnection, email: str, hashed_password: str, full_name: str | None
+    connection: LazyConnection, email: str, hashed_password: str, full_name: str | None
 ) -> uuid.UUID | None:
     """The new user's id, or None if the email is taken (also by a concurrent registration)."""
     statement = (
@@ -29,14 +29,14 @@ async def insert_user(
     return (await connection.execute(statement)).scalar_one_or_none()
 
 
-async def credentials(connection: AsyncConnection, email: str) -> tuple[uuid.UUID, str] | None:
+async def credentials(connection: LazyConnection, email: str) -> tuple[uuid.UUID, str] | None:
     """(id, password hash) of the active user with this (lower-cased) email."""
     statement = select(users.c.id, users.c.hashed_password).where(func.lower(users.c.email) == email, users.c.is_active)
     row = (await connection.execute(statement)).first()
     return (row.id, row.hashed_password) if row else None
 
 
-async def password_hash(connection: AsyncConnection, user_id: uuid.UUID) -> str:
+async def password_hash(connection: LazyConnection, user_id: uuid.UUID) -> str:
     statement = select(users.c.hashed_password).where(users.c.id == user_id, users.c.is_active)
     hashed = (await connection.execute(statement)).scalar_one_or_none()
     if hashed is None:
@@ -44,7 +44,7 @@ async def password_hash(connection: AsyncConnection, user_id: uuid.UUID) -> str:
     return hashed
 
 
-async def read_user(connection: AsyncConnection, user_id: uuid.UUID) -> UserRead:
+async def read_user(connection: LazyConnection, user_id: uuid.UUID) -> UserRead:
     statement = select(*USER_COLUMNS).where(users.c.id == user_id, users.c.is_active)
     row = (await connection.execute(statement)).first()
     if row is None:
@@ -57,7 +57,7 @@ class PasswordChangedConcurrently(Exception):
 
 
 async def update_user(
-    connection: AsyncConnection, user_id: uuid.UUID, values: dict[str, Any], *, old_hash: str | None = None
+    connection: LazyConnection, user_id: uuid.UUID, values: dict[str, Any], *, old_hash: str | None = None
 ) -> UserRead:
     """Write `values` in one statement. With `old_hash`, only if the password is still that one.
 
@@ -75,7 +75,7 @@ async def update_user(
     return UserRead.model_validate(row._mapping)
 
 
-async def delete_user(connection: AsyncConnection, user_id: uuid.UUID) -> None:
+async def delete_user(connection: LazyConnection, user_id: uuid.UUID) -> None:
     """Delete the user; their tasks go with them (ON DELETE CASCADE)."""
     statement = delete(users).where(users.c.id == user_id, users.c.is_active).returning(users.c.id)
     if (await connection.execute(statement)).first() is None:
