@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint format typecheck migrate seed db-init db-stop clean bench
+.PHONY: help install dev test test-pooler lint format migrate seed db-init db-stop clean bench package offline
 .PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
@@ -30,7 +30,7 @@ test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST
 bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
 	$(BIN)/python bench/roundtrips.py
 	$(BIN)/python bench/cold_start.py
-	@if [ -f bench/imports.py ]; then $(BIN)/python bench/imports.py; fi
+	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/throughput.py
 
@@ -43,7 +43,6 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app alembic scripts tests bench
 	$(BIN)/ruff format app alembic scripts tests bench
 
-.PHONY: test-pooler
 test-pooler: install ## Only the tests through a real pgbouncer in transaction mode (needs pgbouncer)
 	$(BIN)/python -m pytest tests/pooler tests/test_compose.py $(PYTEST_ARGS)
 
@@ -89,8 +88,7 @@ db-restore: install ## Restore FILE=backups/....dump and verify (YES=1 over data
 clean: ## Remove the virtualenv and caches (keeps .data/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# AWS Lambda (issue 4): osls and its plugins are pinned in package.json / package-lock.json.
-.PHONY: package offline
+# AWS Lambda: osls and its plugins are pinned in package.json / package-lock.json.
 STAGE ?= dev
 NODE_STAMP := node_modules/.package-lock.json
 
