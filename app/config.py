@@ -165,7 +165,9 @@ def direct_url_for(raw: str) -> str:
 class Settings(BaseSettings):
     """Every setting of the application. `repr`/`str` never show the database password or SECRET_KEY."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: `.env.example` copied as it is (`DATABASE_URL=`, `SECRET_KEY=`) means "use the default",
+    # not "an empty URL" or "an empty signing key".
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     ENVIRONMENT: Environment = Environment.local
     DATABASE_URL: SecretStr | None = None

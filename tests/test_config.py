@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import (
+    DEV_SECRET_KEY,
     DatabaseUrlError,
     Environment,
     Settings,
@@ -181,3 +182,15 @@ def test_importing_the_app_with_an_unreachable_host_does_no_io():
     result = _import_app({"DATABASE_URL": "postgresql://u:p@db.invalid:5432/d?sslmode=require"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "postgresql+asyncpg://u:***@db.invalid:5432/d"
+
+
+def test_empty_values_as_in_env_example_mean_the_defaults(monkeypatch, tmp_path):
+    from tests.conftest import ROOT
+
+    for name in ("DATABASE_URL", "DATABASE_URL_DIRECT", "SECRET_KEY", "ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text((ROOT / ".env.example").read_text())
+    settings = Settings(_env_file=env_file)
+    assert settings.database.url.host == "127.0.0.1"  # the embedded default, not "DATABASE_URL is empty"
+    assert settings.secret_key == DEV_SECRET_KEY  # not an empty signing key
