@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
-from app.config import DatabaseTarget, Settings, settings
+from app.config import DatabaseTarget, Environment, Settings, settings
 
 # Errors that mean "could not reach a usable server (yet)": worth a brief retry while connecting.
 RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -189,7 +189,15 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
             async_creator_fn=connect, prepared_statement_cache_size=statement_cache
         )
 
-    engine = create_async_engine(target.url, creator=creator, echo=cfg.DB_ECHO, **pool_args)
+    engine = create_async_engine(
+        target.url,
+        creator=creator,
+        echo=cfg.DB_ECHO,
+        # Bound parameters (password hashes, emails, task text) stay out of logs and error messages in
+        # production; locally they help debugging.
+        hide_parameters=cfg.ENVIRONMENT is Environment.production,
+        **pool_args,
+    )
     answer_first_connect_from_startup(engine.dialect)
     close_without_waiting(engine.dialect)
     ping_in_one_round_trip(engine.dialect)

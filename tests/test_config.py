@@ -194,3 +194,12 @@ def test_empty_values_as_in_env_example_mean_the_defaults(monkeypatch, tmp_path)
     settings = Settings(_env_file=env_file)
     assert settings.database.url.host == "127.0.0.1"  # the embedded default, not "DATABASE_URL is empty"
     assert settings.secret_key == DEV_SECRET_KEY  # not an empty signing key
+
+
+def test_production_engine_keeps_bound_parameters_out_of_logs_and_errors():
+    from app.db import create_engine
+
+    production = Settings(_env_file=None, ENVIRONMENT="production", DATABASE_URL=NEON_POOLED, SECRET_KEY="k" * 40)
+    assert create_engine(production.database, production).sync_engine.hide_parameters is True
+    local = Settings(_env_file=None, ENVIRONMENT="local")
+    assert create_engine(local.database, local).sync_engine.hide_parameters is False
