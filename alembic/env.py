@@ -3,11 +3,11 @@
 import asyncio
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from alembic import context
 from app.config import settings
 from app.db import asyncpg_connect_kwargs
 from app.models import metadata

@@ -18,10 +18,9 @@ logger = logging.getLogger("app.migrate")
 
 
 def upgrade_to_head() -> dict[str, Any]:
+    from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
-
-    from alembic import command
 
     config = Config(str(ROOT / "alembic.ini"))
     # Lambda already sends the root logger to CloudWatch; alembic.ini's fileConfig would add a second handler.

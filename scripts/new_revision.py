@@ -24,9 +24,8 @@ def next_revision_id(versions: Path) -> str:
 
 
 def create_revision(config, message: str) -> Path:
-    from alembic.script import ScriptDirectory
-
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     message = message.strip()
     if not re.search(r"[A-Za-z0-9]", message):

@@ -83,7 +83,6 @@ async def reset(yes: bool) -> None:
 
 def migrate_to_head() -> str:
     import _pg
-
     from alembic import command
 
     config = _pg.alembic_config()

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from tests.conftest import ROOT, alembic_config_for
 
 SCRIPTS = ROOT / "scripts"

@@ -2,10 +2,10 @@
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from tests.conftest import alembic_config_for
 
 OUR_TABLES = {"users", "tasks", "alembic_version"}
