@@ -154,25 +154,36 @@ async def test_query_strings_of_every_payload_reach_the_app(invoke, name):
 
 COLD_INVOKE = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys, time, uuid
     from tests.aws_lambda.support import FakeContext, adapt
-    started = time.monotonic()
     from app.handler import handler
-    imported = time.monotonic()
-    response = handler(adapt(sys.argv[1], "GET", sys.argv[2]), FakeContext())
-    print(json.dumps({"response": response, "import_s": imported - started,
-                      "invoke_s": time.monotonic() - imported}))
+    from app.security import create_access_token
+    name, path, query, authenticated = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4] == "1"
+    headers = {"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"} if authenticated else {}
+    event = adapt(name, "GET", path, query=query, headers=headers)
+    started = time.monotonic()
+    response = handler(event, FakeContext())
+    print(json.dumps({"response": response, "invoke_s": time.monotonic() - started}))
     """
 )
 
 
-@pytest.mark.parametrize("name", ["powertools__apiGatewayProxyV2Event.json", "awslambdago__apigw-request.json"])
-def test_cold_invocation_with_database_unreachable_answers_503_within_connect_timeout(name):
+@pytest.mark.parametrize(
+    ("name", "path", "query", "authenticated"),
+    [
+        ("powertools__apiGatewayProxyV2Event.json", "/api/v1/health/db", {}, False),
+        ("awslambdago__apigw-request.json", "/api/v1/health/db", {}, False),
+        ("powertools__apiGatewayProxyV2Event.json", "/api/v1/tasks", {"tag": "home"}, True),
+        ("powertools__albMultiValueQueryStringEvent.json", "/api/v1/tasks", {"tag": "home"}, True),
+    ],
+    ids=["v2-health", "rest-v1-health", "v2-list-tasks", "alb-list-tasks"],
+)
+def test_cold_invocation_with_database_unreachable_answers_503_within_connect_timeout(name, path, query, authenticated):
     """A fresh process (a cold start) whose database refuses connections: 503 + Retry-After, never a hang."""
     url = f"postgresql://app:s3cret-password@127.0.0.1:{free_port()}/app"
     env = {**os.environ, "DATABASE_URL": url, "DATABASE_URL_DIRECT": url, "DB_CONNECT_TIMEOUT": "1.5"}
     result = subprocess.run(
-        [sys.executable, "-c", COLD_INVOKE, name, "/api/v1/health/db"],
+        [sys.executable, "-c", COLD_INVOKE, name, path, json.dumps(query), "1" if authenticated else "0"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -182,9 +193,10 @@ def test_cold_invocation_with_database_unreachable_answers_503_within_connect_ti
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     response = outcome["response"]
-    assert response["statusCode"] == 503
+    assert response["statusCode"] == 503, response
     assert response_header(response, "retry-after") == "2"
-    assert response_json(response)["reason"].startswith("The database is unavailable")
+    body = response_json(response)
+    assert (body.get("reason") or body.get("detail")).startswith("The database is unavailable")
     assert "s3cret-password" not in result.stdout + result.stderr
     # Bounded by DB_CONNECT_TIMEOUT (retries included) plus scheduling slack; the default asyncpg timeout
     # would be 60 s and API Gateway gives up at 29 s.
