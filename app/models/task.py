@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text, text
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text, case, literal_column, text
+from sqlalchemy.sql.expression import Grouping
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
@@ -42,6 +43,22 @@ def _sql_list(values: type[StrEnum]) -> str:
     return ", ".join(f"'{v.value}'" for v in values)
 
 
+PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(TaskPriority)}
+
+
+def priority_rank(priority: Any) -> Any:
+    """`CASE <priority> WHEN 'low' THEN 0 ... END`, with the constants inline rather than bound parameters.
+
+    PostgreSQL uses an expression index only for the identical expression, so the sort by priority
+    (app/queries/tasks.py) and the index `ix_tasks_user_priority_rank` are both built from this.
+    """
+    whens: dict[Any, Any] = {
+        literal_column(f"'{value}'"): literal_column(str(rank)) for value, rank in PRIORITY_RANK.items()
+    }
+    # ELSE NULL spelled out, as PostgreSQL reports the index definition (tests/test_query_plans.py compares it).
+    return case(whens, value=priority, else_=literal_column("NULL"))
+
+
 class Task(TimestampMixin, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
@@ -58,6 +75,11 @@ class Task(TimestampMixin, table=True):
         Index("ix_tasks_user_status_created", "user_id", "status", "created_at", "id"),
         Index("ix_tasks_user_priority_created", "user_id", "priority", "created_at", "id"),
         Index("ix_tasks_user_due", "user_id", "due_date", "id"),
+        # The remaining sort orders, so every `sort=` walks an index instead of sorting all of a user's tasks.
+        Index("ix_tasks_user_due_desc", "user_id", text("due_date DESC NULLS LAST"), text("id DESC")),
+        Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
+        # (Grouping: PostgreSQL needs an index expression in parentheses.)
+        Index("ix_tasks_user_priority_rank", "user_id", Grouping(priority_rank(literal_column("priority"))), "id"),
         Index("ix_tasks_tags_gin", "tags", postgresql_using="gin"),
     )
 
@@ -95,8 +117,6 @@ class Task(TimestampMixin, table=True):
     )
     version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")}, nullable=False)
 
-
-PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(TaskPriority)}
 
 DUE_DATE_DESCRIPTION = (
     "ISO 8601 with a timezone offset (`Z` or `+02:00`); stored and returned in UTC. A date-time without an "

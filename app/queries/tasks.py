@@ -22,7 +22,6 @@ from sqlalchemy import (
     and_,
     asc,
     bindparam,
-    case,
     delete,
     desc,
     func,
@@ -53,6 +52,7 @@ from app.models.task import (
     TaskRead,
     TaskSort,
     TaskStatus,
+    priority_rank,
 )
 from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
@@ -77,13 +77,9 @@ def _task_read(row: Any) -> TaskRead:
 # --- listing ------------------------------------------------------------------------------------------------
 
 
-def _priority_rank(priority: Any) -> ColumnElement[int]:
-    return case(PRIORITY_RANK, value=priority)
-
-
 def _sort_key(sort: TaskSort, columns: Any) -> ColumnElement[Any]:
     if sort.key == "priority":
-        return _priority_rank(columns.priority)
+        return priority_rank(columns.priority)  # the expression of ix_tasks_user_priority_rank
     return columns[sort.key]
 
 
