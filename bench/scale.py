@@ -32,6 +32,11 @@ DATA_SETS = {"10k": ("scale_10k", 1, 10_000), "1m": ("scale_1m", 10, 100_000)}
 QUERIES = {
     "tag=x, sort=-created_at": {"tag": "x", "sort": "-created_at"},
     "status=todo, priority=high": {"status": "todo", "priority": "high"},
+    # Every other sort order, unfiltered: each must walk its own index (revision 0002), not sort the user's tasks.
+    **{
+        f"sort={sort}": {"sort": sort}
+        for sort in ("priority", "-priority", "updated_at", "-updated_at", "due_date", "-due_date")
+    },
 }
 WALK_PAGES = 500
 
