@@ -7,6 +7,7 @@ import on a Lambda cold start.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
@@ -56,12 +57,24 @@ class InvalidToken(Exception):
     """The token is missing, malformed, expired, wrongly signed or names no user id."""
 
 
-def user_id_from_token(token: str) -> uuid.UUID:
-    """The verified `sub` of `token`. Only the configured algorithm is accepted (so never `alg: none`)."""
+@dataclass(frozen=True)
+class AccessToken:
+    """What a verified token says: whose it is, and when it was issued (whole seconds, as JWT `iat` is)."""
+
+    user_id: uuid.UUID
+    issued_at: datetime
+
+
+def read_access_token(token: str) -> AccessToken:
+    """Verify `token`. Only the configured algorithm is accepted (so never `alg: none`).
+
+    Whether the user still exists, and has not changed their password since `issued_at`, is checked by the
+    statement that does the request's work (app/queries/__init__.py: `authorised`).
+    """
     try:
         claims = jwt.decode(
             token, settings.secret_key, algorithms=[settings.ALGORITHM], options={"require": ["sub", "exp", "iat"]}
         )
-        return uuid.UUID(claims["sub"])
-    except (jwt.PyJWTError, ValueError, TypeError) as error:
+        return AccessToken(uuid.UUID(claims["sub"]), datetime.fromtimestamp(int(claims["iat"]), UTC))
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError) as error:
         raise InvalidToken(str(error)) from None

@@ -96,3 +96,59 @@ async def test_delete_me_cascades_and_the_token_stops_working(client, db):
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["WWW-Authenticate"] == "Bearer"
     assert await db.fetchval("SELECT count(*) FROM tasks") == 1
+
+
+async def test_a_password_change_ends_the_sessions_issued_before_it(client, db):
+    """A stolen token stops working once its owner changes the password; logging in again works at once."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.security import create_access_token
+
+    account = await make_account(db, "ada@example.com")
+    # Tokens carry whole seconds; one issued a few seconds ago stands for any earlier session.
+    earlier = {
+        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=5))}"
+    }
+    other_session = {
+        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=3))}"
+    }
+    task = await client.post("/api/v1/tasks", json={"title": "Mine"}, headers=earlier)
+    assert task.status_code == 201
+
+    changed = await client.patch(
+        ME, json={"password": "a brand new one", "current_password": PASSWORD}, headers=earlier
+    )
+    assert changed.status_code == 200, changed.text
+
+    for headers in (earlier, other_session):
+        for method, path in (
+            ("GET", ME),
+            ("GET", "/api/v1/tasks"),
+            ("GET", f"/api/v1/tasks/{task.json()['id']}"),
+            ("GET", "/api/v1/tags"),
+            ("DELETE", ME),
+        ):
+            response = await client.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert "password changed" in response.json()["detail"]
+    assert await db.fetchval("SELECT count(*) FROM users") == 1  # the stale token deleted nothing
+
+    login = await client.post(LOGIN, data={"username": "ada@example.com", "password": "a brand new one"})
+    fresh = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert (await client.get(ME, headers=fresh)).status_code == 200
+    assert (await client.get("/api/v1/tasks", headers=fresh)).json()["items"][0]["title"] == "Mine"
+
+
+async def test_a_name_change_keeps_the_sessions(client, db):
+    from datetime import UTC, datetime, timedelta
+
+    from app.security import create_access_token
+
+    account = await make_account(db)
+    earlier = {
+        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=5))}"
+    }
+    assert (await client.patch(ME, json={"full_name": "Ada"}, headers=earlier)).status_code == 200
+    assert (await client.get(ME, headers=earlier)).status_code == 200
+    assert await db.fetchval("SELECT tokens_valid_from FROM users WHERE id = $1", account.id) is None

@@ -1,11 +1,10 @@
 """`Annotated` dependency aliases used by the routes.
 
-Declare `CurrentUserId` before `ConnectionDep`/`SessionDep` in a route: FastAPI resolves dependencies in
+Declare `CurrentToken` before `ConnectionDep`/`SessionDep` in a route: FastAPI resolves dependencies in
 order, so a bad token is answered with 401 before any database connection is opened.
 """
 
 import re
-import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, status
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.problems import INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
 from app.db import LazyConnection, autocommit_connection, transaction_session
-from app.security import InvalidToken, user_id_from_token
+from app.security import AccessToken, InvalidToken, read_access_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
 ConnectionDep = Annotated[LazyConnection, Depends(autocommit_connection)]
@@ -25,20 +24,21 @@ SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def current_user_id(token: Annotated[str | None, Depends(oauth2_scheme)]) -> uuid.UUID:
-    """The user id of a valid access token, without touching the database.
+async def current_token(token: Annotated[str | None, Depends(oauth2_scheme)]) -> AccessToken:
+    """The verified access token (its user id and issue time), without touching the database.
 
-    Whether that user still exists is checked inside the statement that does the request's work.
+    Whether that user still exists and has not changed password since is checked inside the statement that does
+    the request's work (app.queries.authorised).
     """
     if not token:
         raise unauthorized(NOT_AUTHENTICATED)
     try:
-        return user_id_from_token(token)
+        return read_access_token(token)
     except InvalidToken:
         raise unauthorized(INVALID_TOKEN) from None
 
 
-CurrentUserId = Annotated[uuid.UUID, Depends(current_user_id)]
+CurrentToken = Annotated[AccessToken, Depends(current_token)]
 
 _ETAG = re.compile(r'\s*"(\d{1,9})"\s*')
 IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'

@@ -19,7 +19,7 @@ from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
 NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
 INVALID_TOKEN = "The access token is invalid or expired; log in again."
-ACCOUNT_GONE = "The account of this access token no longer exists."
+ACCOUNT_GONE = "This access token no longer works: its account was deleted or its password changed. Log in again."
 TASK_NOT_FOUND = "Task not found."
 BEARER = {"WWW-Authenticate": "Bearer"}
 
@@ -106,7 +106,9 @@ R400_IF_MATCH: dict[int | str, dict[str, Any]] = {
 R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", "current_password is incorrect.")}
 R401: dict[int | str, dict[str, Any]] = {
     401: {
-        **_doc("Missing, invalid or expired token, or the account no longer exists", INVALID_TOKEN),
+        **_doc(
+            "Missing, invalid or expired token, or its account was deleted or changed password since", INVALID_TOKEN
+        ),
         "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     }
 }

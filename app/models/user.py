@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
-from sqlalchemy import Index, Text, func, text
+from sqlalchemy import DateTime, Index, Text, func, text
 from sqlmodel import Field
 
 from app.models.base import TimestampMixin
@@ -28,6 +28,8 @@ class User(TimestampMixin, table=True):
     hashed_password: str = Field(sa_type=Text, nullable=False)  # type: ignore[call-overload]
     full_name: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
+    # Access tokens issued before this moment no longer work (set when the password changes); NULL: all do.
+    tokens_valid_from: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
 
 class UserRead(BaseModel):

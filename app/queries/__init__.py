@@ -6,7 +6,7 @@ into HTTP responses.
 
 
 class AccountGone(Exception):
-    """The token is valid but its user no longer exists (deleted) or is inactive."""
+    """The token is valid but its user no longer exists (deleted), is inactive, or changed password since."""
 
 
 class TaskNotFound(Exception):

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Uuid,
     and_,
     asc,
-    bindparam,
     delete,
     desc,
     func,
@@ -30,7 +29,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     true,
     tuple_,
     type_coerce,
@@ -56,6 +54,8 @@ from app.models.task import (
 )
 from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
+from app.queries.users import authorised
+from app.security import AccessToken
 
 tasks: Table = Task.__table__  # type: ignore[attr-defined]
 users: Table = User.__table__  # type: ignore[attr-defined]
@@ -64,10 +64,6 @@ users: Table = User.__table__  # type: ignore[attr-defined]
 TASK_COLUMNS = [tasks.c[name] for name in TaskRead.model_fields]
 TEXT_ARRAY = ARRAY(Text)
 TIMESTAMPTZ = DateTime(timezone=True)
-
-
-def _active_user(user_id: uuid.UUID) -> ColumnElement[bool]:
-    return and_(users.c.id == user_id, users.c.is_active)
 
 
 def _task_read(row: Any) -> TaskRead:
@@ -162,12 +158,12 @@ def _after_cursor(sort: TaskSort, key: list[Any]) -> ColumnElement[bool]:
     return after
 
 
-async def list_tasks(connection: LazyConnection, user_id: uuid.UUID, query: TaskListQuery) -> TaskPage:
+async def list_tasks(connection: LazyConnection, token: AccessToken, query: TaskListQuery) -> TaskPage:
     """One page of the user's tasks, one statement: the user row LEFT JOIN LATERAL the page.
 
     No row at all means the user is gone (AccountGone); one row with NULL task columns is an empty page.
     """
-    binding = _cursor_binding(user_id, query)
+    binding = _cursor_binding(token.user_id, query)
     conditions = _filters(query)
     if query.cursor is not None:
         conditions.append(_after_cursor(query.sort, decode_cursor(query.cursor, binding)))
@@ -181,7 +177,7 @@ async def list_tasks(connection: LazyConnection, user_id: uuid.UUID, query: Task
     statement = (
         select(users.c.id.label("account"), *page.c)
         .select_from(users.outerjoin(page, true()))
-        .where(_active_user(user_id))
+        .where(authorised(token))
         # The lateral subquery is ordered, but SQL only guarantees the order of the outermost query.
         .order_by(*_order_by(query.sort, page.c))
     )
@@ -199,7 +195,7 @@ async def list_tasks(connection: LazyConnection, user_id: uuid.UUID, query: Task
 # --- single tasks -------------------------------------------------------------------------------------------
 
 
-async def create_task(connection: LazyConnection, user_id: uuid.UUID, data: TaskCreate) -> TaskRead:
+async def create_task(connection: LazyConnection, token: AccessToken, data: TaskCreate) -> TaskRead:
     """INSERT ... SELECT FROM users: the row is only written if the user exists and is active."""
     values: dict[str, Any] = {
         "user_id": users.c.id,
@@ -211,7 +207,7 @@ async def create_task(connection: LazyConnection, user_id: uuid.UUID, data: Task
         "tags": literal(data.tags, TEXT_ARRAY),
         "completed_at": func.now() if data.status is TaskStatus.done else null(),
     }
-    source = select(*values.values()).where(_active_user(user_id))
+    source = select(*values.values()).where(authorised(token))
     statement = insert(tasks).from_select(list(values), source).returning(*TASK_COLUMNS)
     row = (await connection.execute(statement)).first()
     if row is None:
@@ -219,12 +215,12 @@ async def create_task(connection: LazyConnection, user_id: uuid.UUID, data: Task
     return _task_read(row)
 
 
-async def get_task(connection: LazyConnection, user_id: uuid.UUID, task_id: uuid.UUID) -> TaskRead:
+async def get_task(connection: LazyConnection, token: AccessToken, task_id: uuid.UUID) -> TaskRead:
     owned = and_(tasks.c.id == task_id, tasks.c.user_id == users.c.id)
     statement = (
         select(users.c.id.label("account"), *TASK_COLUMNS)
         .select_from(users.outerjoin(tasks, owned))
-        .where(_active_user(user_id))
+        .where(authorised(token))
     )
     row = (await connection.execute(statement)).first()
     if row is None:
@@ -247,7 +243,7 @@ def _set_clause(changes: dict[str, Any]) -> dict[str, Any]:
 
 async def _guarded(
     connection: LazyConnection,
-    user_id: uuid.UUID,
+    token: AccessToken,
     task_id: uuid.UUID,
     expected: list[int] | None,
     build_write: Callable[[list[ColumnElement[bool]]], ReturningDelete[Any] | ReturningUpdate[Any]],
@@ -262,7 +258,7 @@ async def _guarded(
     PostgreSQL re-checks its WHERE against the committed row, whose version has moved on, so it writes nothing
     and is reported as 412.
     """
-    account = select(users.c.id).where(_active_user(user_id)).cte("account")
+    account = select(users.c.id).where(authorised(token)).cte("account")
     owned = (
         select(tasks.c.id, tasks.c.version)
         .where(tasks.c.id == task_id, tasks.c.user_id.in_(select(account.c.id)))
@@ -289,14 +285,14 @@ async def _guarded(
 
 async def update_task(
     connection: LazyConnection,
-    user_id: uuid.UUID,
+    token: AccessToken,
     task_id: uuid.UUID,
     changes: dict[str, Any],
     expected: list[int] | None,
 ) -> TaskRead:
     """Apply `changes` (a partial update, already validated) and bump the version, in one statement."""
     if not changes:  # nothing to write: answer like a read, still honouring If-Match
-        task = await get_task(connection, user_id, task_id)
+        task = await get_task(connection, token, task_id)
         if expected is not None and task.version not in expected:
             raise VersionMismatch(task.version)
         return task
@@ -304,39 +300,41 @@ async def update_task(
     def write(target: list[ColumnElement[bool]]) -> ReturningUpdate[Any]:
         return update(tasks).where(*target).values(_set_clause(changes)).returning(*TASK_COLUMNS)
 
-    return _task_read(await _guarded(connection, user_id, task_id, expected, write))
+    return _task_read(await _guarded(connection, token, task_id, expected, write))
 
 
 async def delete_task(
-    connection: LazyConnection, user_id: uuid.UUID, task_id: uuid.UUID, expected: list[int] | None
+    connection: LazyConnection, token: AccessToken, task_id: uuid.UUID, expected: list[int] | None
 ) -> None:
     def write(target: list[ColumnElement[bool]]) -> ReturningDelete[Any]:
         return delete(tasks).where(*target).returning(tasks.c.id)
 
-    await _guarded(connection, user_id, task_id, expected, write)
+    await _guarded(connection, token, task_id, expected, write)
 
 
 # --- tags ---------------------------------------------------------------------------------------------------
 
-TAG_COUNTS = text(
-    """
-    SELECT account.id AS account, counted.tag, counted.count
-    FROM users AS account
-    LEFT JOIN LATERAL (
-        SELECT tag, count(*) AS count
-        FROM tasks CROSS JOIN LATERAL unnest(tasks.tags) AS tag
-        WHERE tasks.user_id = account.id
-        GROUP BY tag
-    ) AS counted ON true
-    WHERE account.id = :user_id AND account.is_active
-    ORDER BY counted.count DESC, counted.tag
-    """
-).bindparams(bindparam("user_id", type_=Uuid))
 
+async def tag_counts(connection: LazyConnection, token: AccessToken) -> list[tuple[str, int]]:
+    """The user's tags with how many tasks carry each, most used first (ties alphabetical).
 
-async def tag_counts(connection: LazyConnection, user_id: uuid.UUID) -> list[tuple[str, int]]:
-    """The user's tags with how many tasks carry each, most used first (ties alphabetical)."""
-    rows = (await connection.execute(TAG_COUNTS, {"user_id": user_id})).all()
+    One statement: the user row LEFT JOIN LATERAL the counts, as in `list_tasks`.
+    """
+    tags = func.unnest(tasks.c.tags).table_valued("tag").render_derived(name="tags")
+    counted = (
+        select(tags.c.tag, func.count().label("count"))
+        .select_from(tasks.join(tags, true()))  # a function after its table in FROM is implicitly LATERAL
+        .where(tasks.c.user_id == users.c.id)
+        .group_by(tags.c.tag)
+        .lateral("counted")
+    )
+    statement = (
+        select(users.c.id.label("account"), counted.c.tag, counted.c["count"])
+        .select_from(users.outerjoin(counted, true()))
+        .where(authorised(token))
+        .order_by(counted.c["count"].desc(), counted.c.tag)
+    )
+    rows = (await connection.execute(statement)).all()
     if not rows:
         raise AccountGone
     return [(row.tag, row._mapping["count"]) for row in rows if row.tag is not None]

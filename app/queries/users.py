@@ -5,15 +5,28 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql import ColumnElement
 
 from app.db import LazyConnection
 from app.models.user import User, UserRead
 from app.queries import AccountGone
+from app.security import AccessToken
 
 users: Table = User.__table__  # type: ignore[attr-defined]
 USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
+
+
+def authorised(token: AccessToken) -> ColumnElement[bool]:
+    """The users row of a token that is still good: the user exists, is active, and has not changed their
+    password since the token was issued. Part of every statement a token authorises (here and in tasks.py),
+    so checking it costs no round trip of its own."""
+    return and_(
+        users.c.id == token.user_id,
+        users.c.is_active,
+        or_(users.c.tokens_valid_from.is_(None), users.c.tokens_valid_from <= token.issued_at),
+    )
 
 
 async def insert_user(
@@ -36,16 +49,16 @@ async def credentials(connection: LazyConnection, email: str) -> tuple[uuid.UUID
     return (row.id, row.hashed_password) if row else None
 
 
-async def password_hash(connection: LazyConnection, user_id: uuid.UUID) -> str:
-    statement = select(users.c.hashed_password).where(users.c.id == user_id, users.c.is_active)
+async def password_hash(connection: LazyConnection, token: AccessToken) -> str:
+    statement = select(users.c.hashed_password).where(authorised(token))
     hashed = (await connection.execute(statement)).scalar_one_or_none()
     if hashed is None:
         raise AccountGone
     return hashed
 
 
-async def read_user(connection: LazyConnection, user_id: uuid.UUID) -> UserRead:
-    statement = select(*USER_COLUMNS).where(users.c.id == user_id, users.c.is_active)
+async def read_user(connection: LazyConnection, token: AccessToken) -> UserRead:
+    statement = select(*USER_COLUMNS).where(authorised(token))
     row = (await connection.execute(statement)).first()
     if row is None:
         raise AccountGone
@@ -57,26 +70,30 @@ class PasswordChangedConcurrently(Exception):
 
 
 async def update_user(
-    connection: LazyConnection, user_id: uuid.UUID, values: dict[str, Any], *, old_hash: str | None = None
+    connection: LazyConnection, token: AccessToken, values: dict[str, Any], *, old_hash: str | None = None
 ) -> UserRead:
     """Write `values` in one statement. With `old_hash`, only if the password is still that one.
 
     That compare-and-set makes a password change safe without a transaction around its read and its write.
+    A new password also ends every session: tokens issued before this second stop working (whole seconds,
+    because a token's `iat` is; a token issued later in the same second, e.g. the next login, still works).
     """
-    statement = update(users).where(users.c.id == user_id, users.c.is_active).values(values).returning(*USER_COLUMNS)
+    if "hashed_password" in values:
+        values = {**values, "tokens_valid_from": func.date_trunc("second", func.now())}
+    statement = update(users).where(authorised(token)).values(values).returning(*USER_COLUMNS)
     if old_hash is not None:
         statement = statement.where(users.c.hashed_password == old_hash)
     row = (await connection.execute(statement)).first()
     if row is None:
         if old_hash is not None:
-            await password_hash(connection, user_id)  # AccountGone if that is why nothing was written
+            await password_hash(connection, token)  # AccountGone if that is why nothing was written
             raise PasswordChangedConcurrently
         raise AccountGone
     return UserRead.model_validate(row._mapping)
 
 
-async def delete_user(connection: LazyConnection, user_id: uuid.UUID) -> None:
+async def delete_user(connection: LazyConnection, token: AccessToken) -> None:
     """Delete the user; their tasks go with them (ON DELETE CASCADE)."""
-    statement = delete(users).where(users.c.id == user_id, users.c.is_active).returning(users.c.id)
+    statement = delete(users).where(authorised(token)).returning(users.c.id)
     if (await connection.execute(statement)).first() is None:
         raise AccountGone

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from app.api.deps import ConnectionDep, CurrentUserId, IfMatch
+from app.api.deps import ConnectionDep, CurrentToken, IfMatch
 from app.api.problems import R400_IF_MATCH, R401, R404, R412
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import tasks as task_queries
@@ -30,10 +30,10 @@ def _etag(response: Response, task: TaskRead) -> TaskRead:
     responses=R401,
 )
 async def list_tasks(
-    user_id: CurrentUserId, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
+    token: CurrentToken, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
 ) -> TaskPage:
     """Returns one page of the caller's tasks; follow `next_cursor` until it is null for the rest."""
-    return await task_queries.list_tasks(connection, user_id, query)
+    return await task_queries.list_tasks(connection, token, query)
 
 
 @router.post(
@@ -45,10 +45,10 @@ async def list_tasks(
     responses=R401,
 )
 async def create_task(
-    body: TaskCreate, user_id: CurrentUserId, connection: ConnectionDep, request: Request, response: Response
+    body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request, response: Response
 ) -> TaskRead:
     """Creates a task; the response carries its `Location` and `ETag`."""
-    task = await task_queries.create_task(connection, user_id, body)
+    task = await task_queries.create_task(connection, token, body)
     response.headers["Location"] = str(request.app.url_path_for("get_task", task_id=str(task.id)))
     return _etag(response, task)
 
@@ -60,9 +60,9 @@ async def create_task(
     response_model=TaskRead,
     responses=R401 | R404,
 )
-async def get_task(task_id: TaskId, user_id: CurrentUserId, connection: ConnectionDep, response: Response) -> TaskRead:
+async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionDep, response: Response) -> TaskRead:
     """Returns one of the caller's tasks, with its version as the `ETag`."""
-    return _etag(response, await task_queries.get_task(connection, user_id, task_id))
+    return _etag(response, await task_queries.get_task(connection, token, task_id))
 
 
 @router.patch(
@@ -75,14 +75,14 @@ async def get_task(task_id: TaskId, user_id: CurrentUserId, connection: Connecti
 async def update_task(
     task_id: TaskId,
     body: TaskUpdate,
-    user_id: CurrentUserId,
+    token: CurrentToken,
     expected: IfMatch,
     connection: ConnectionDep,
     response: Response,
 ) -> TaskRead:
     """Changes the fields present in the body; with `If-Match: "<version>"` only at that version."""
     changes = body.model_dump(exclude_unset=True)
-    task = await task_queries.update_task(connection, user_id, task_id, changes, expected)
+    task = await task_queries.update_task(connection, token, task_id, changes, expected)
     return _etag(response, task)
 
 
@@ -94,9 +94,7 @@ async def update_task(
     response_class=Response,
     responses=R400_IF_MATCH | R401 | R404 | R412,
 )
-async def delete_task(
-    task_id: TaskId, user_id: CurrentUserId, expected: IfMatch, connection: ConnectionDep
-) -> Response:
+async def delete_task(task_id: TaskId, token: CurrentToken, expected: IfMatch, connection: ConnectionDep) -> Response:
     """Deletes one of the caller's tasks; with `If-Match`, only at that version."""
-    await task_queries.delete_task(connection, user_id, task_id, expected)
+    await task_queries.delete_task(connection, token, task_id, expected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ConnectionDep, CurrentUserId
+from app.api.deps import ConnectionDep, CurrentToken
 from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD
 from app.models.user import UserRead, UserUpdate
 from app.queries import users as user_queries
@@ -17,9 +17,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401)
-async def read_me(user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
+async def read_me(token: CurrentToken, connection: ConnectionDep) -> UserRead:
     """Returns the account of the access token (never its password hash)."""
-    return await user_queries.read_user(connection, user_id)
+    return await user_queries.read_user(connection, token)
 
 
 @router.patch(
@@ -29,19 +29,23 @@ async def read_me(user_id: CurrentUserId, connection: ConnectionDep) -> UserRead
     response_model=UserRead,
     responses=R400_PASSWORD | R401 | R409_PASSWORD,
 )
-async def update_me(body: UserUpdate, user_id: CurrentUserId, connection: ConnectionDep) -> UserRead:
-    """Changes `full_name` (null clears it) and/or the password (which needs `current_password`)."""
+async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> UserRead:
+    """Changes `full_name` (null clears it) and/or the password (which needs `current_password`).
+
+    A new password ends every session: access tokens issued before it, this request's included, get 401 from
+    then on. Log in again with the new password.
+    """
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     if body.password is None:
         if not changes:
-            return await user_queries.read_user(connection, user_id)
-        return await user_queries.update_user(connection, user_id, changes)
-    old_hash = await user_queries.password_hash(connection, user_id)
+            return await user_queries.read_user(connection, token)
+        return await user_queries.update_user(connection, token, changes)
+    old_hash = await user_queries.password_hash(connection, token)
     if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="current_password is incorrect.")
     changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
     try:
-        return await user_queries.update_user(connection, user_id, changes, old_hash=old_hash)
+        return await user_queries.update_user(connection, token, changes, old_hash=old_hash)
     except user_queries.PasswordChangedConcurrently:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again.") from None
 
@@ -54,7 +58,7 @@ async def update_me(body: UserUpdate, user_id: CurrentUserId, connection: Connec
     response_class=Response,
     responses=R401,
 )
-async def delete_me(user_id: CurrentUserId, connection: ConnectionDep) -> Response:
+async def delete_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Deletes the account and its tasks; its access tokens stop working at once."""
-    await user_queries.delete_user(connection, user_id)
+    await user_queries.delete_user(connection, token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
