@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from app.security import create_access_token
 from tests.api import PASSWORD, create_task, error_fields, make_account
 
 ME = "/api/v1/users/me"
 LOGIN = "/api/v1/auth/token"
+
+
+def issued_ago(user_id: uuid.UUID, seconds: int) -> dict[str, str]:
+    """Headers with a token issued `seconds` ago (tokens carry whole seconds: this one predates a change now)."""
+    token = create_access_token(user_id, now=datetime.now(UTC) - timedelta(seconds=seconds))
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_read_me_never_shows_the_password_hash(client, db):
@@ -100,18 +110,9 @@ async def test_delete_me_cascades_and_the_token_stops_working(client, db):
 
 async def test_a_password_change_ends_the_sessions_issued_before_it(client, db):
     """A stolen token stops working once its owner changes the password; logging in again works at once."""
-    from datetime import UTC, datetime, timedelta
-
-    from app.security import create_access_token
-
     account = await make_account(db, "ada@example.com")
-    # Tokens carry whole seconds; one issued a few seconds ago stands for any earlier session.
-    earlier = {
-        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=5))}"
-    }
-    other_session = {
-        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=3))}"
-    }
+    earlier = issued_ago(account.id, 5)
+    other_session = issued_ago(account.id, 3)
     task = await client.post("/api/v1/tasks", json={"title": "Mine"}, headers=earlier)
     assert task.status_code == 201
 
@@ -141,14 +142,8 @@ async def test_a_password_change_ends_the_sessions_issued_before_it(client, db):
 
 
 async def test_a_name_change_keeps_the_sessions(client, db):
-    from datetime import UTC, datetime, timedelta
-
-    from app.security import create_access_token
-
     account = await make_account(db)
-    earlier = {
-        "Authorization": f"Bearer {create_access_token(account.id, now=datetime.now(UTC) - timedelta(seconds=5))}"
-    }
+    earlier = issued_ago(account.id, 5)
     assert (await client.patch(ME, json={"full_name": "Ada"}, headers=earlier)).status_code == 200
     assert (await client.get(ME, headers=earlier)).status_code == 200
     assert await db.fetchval("SELECT tokens_valid_from FROM users WHERE id = $1", account.id) is None
