@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -22,18 +23,26 @@ from tests.api import create_task, make_account
 FLOOR = 7
 
 
-@pytest.fixture
-async def proxy(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
+@asynccontextmanager
+async def app_engine_through_proxy(database_url: str, monkeypatch, cfg=None, **proxy_options):
+    """The app's engine replaced by a new one (as in a new process) that reaches the database via the proxy."""
     target = make_url(database_url)
-    counting = RttProxy(target.host or "127.0.0.1", target.port or 5432, eof_hold_ms=50).start()
+    counting = RttProxy(target.host or "127.0.0.1", target.port or 5432, **proxy_options).start()
     proxied = normalize_database_url(target.set(port=counting.port).render_as_string(hide_password=False))
-    engine = app.db.create_engine(proxied)  # a new engine: its first connection is a cold start's
+    engine = app.db.create_engine(proxied, cfg) if cfg is not None else app.db.create_engine(proxied)
     monkeypatch.setattr(app.db, "engine", engine)
     try:
         yield counting
     finally:
         await engine.dispose()
         counting.stop()
+
+
+@pytest.fixture
+async def proxy(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
+    # A new engine: its first connection is a cold start's. eof_hold shows whether the close is waited for.
+    async with app_engine_through_proxy(database_url, monkeypatch, eof_hold_ms=50) as counting:
+        yield counting
 
 
 async def settled(proxy: RttProxy, since: int) -> dict:
@@ -99,16 +108,10 @@ async def pooled(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
     """As `proxy`, for a long-running server's engine (DB_POOL=queue: a pool with a pre-ping per checkout)."""
     from app.config import settings
 
-    target = make_url(database_url)
-    counting = RttProxy(target.host or "127.0.0.1", target.port or 5432).start()
-    proxied = normalize_database_url(target.set(port=counting.port).render_as_string(hide_password=False))
-    engine = app.db.create_engine(proxied, settings.model_copy(update={"DB_POOL": "queue"}))
-    monkeypatch.setattr(app.db, "engine", engine)
-    try:
+    async with app_engine_through_proxy(
+        database_url, monkeypatch, settings.model_copy(update={"DB_POOL": "queue"})
+    ) as counting:
         yield counting
-    finally:
-        await engine.dispose()
-        counting.stop()
 
 
 async def test_a_pooled_request_costs_the_ping_and_its_statement(client, db, pooled) -> None:

@@ -52,13 +52,11 @@ from app.models.task import (
     TaskStatus,
     priority_rank,
 )
-from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
-from app.queries.users import authorised
+from app.queries.users import authorised, users
 from app.security import AccessToken
 
 tasks: Table = Task.__table__  # type: ignore[attr-defined]
-users: Table = User.__table__  # type: ignore[attr-defined]
 
 # Exactly the columns a task reads as (TaskRead), in its order.
 TASK_COLUMNS = [tasks.c[name] for name in TaskRead.model_fields]

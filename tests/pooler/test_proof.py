@@ -76,20 +76,26 @@ def queries_through(bouncer: pgb.PgBouncer) -> int:
     return bouncer.stats().get("total_query_count", 0)
 
 
-async def test_lambda_handler_through_the_pooler(pgbouncer, database_url, tmp_path):
-    env = app_environment(pgbouncer.url(), database_url, pooler_guard=True, pool="null")
-    before = queries_through(pgbouncer)
-    reports = run_workers(["lambda"], MIN_PROCESSES, -(-MIN_REQUESTS // MIN_PROCESSES), env, tmp_path)
+async def assert_proof(name: str, reports, pgbouncer, queries_before: int, database_url: str) -> None:
+    """What both proofs must show: enough concurrent, mixed traffic, no error, all of it through pgbouncer,
+    every write landed, and no prepared statement left on the pooled server connections."""
     summary = totals(reports)
-    print("lambda proof:", summary, "seconds:", run_seconds(reports))
+    print(f"{name} proof:", summary, "seconds:", run_seconds(reports))
     assert summary["errors"] == 0, summary["samples"]
     assert summary["requests"] >= MIN_REQUESTS and summary["processes"] >= MIN_PROCESSES
     assert_mixed(reports, summary)
     assert ran_concurrently(reports)
     # Every request ran at least one statement, and all of them went through pgbouncer.
-    assert queries_through(pgbouncer) - before >= summary["requests"]
+    assert queries_through(pgbouncer) - queries_before >= summary["requests"]
     await assert_writes_landed(database_url, reports)
     await assert_clean_servers(pgbouncer)
+
+
+async def test_lambda_handler_through_the_pooler(pgbouncer, database_url, tmp_path):
+    env = app_environment(pgbouncer.url(), database_url, pooler_guard=True, pool="null")
+    before = queries_through(pgbouncer)
+    reports = run_workers(["lambda"], MIN_PROCESSES, -(-MIN_REQUESTS // MIN_PROCESSES), env, tmp_path)
+    await assert_proof("lambda", reports, pgbouncer, before, database_url)
 
 
 async def test_uvicorn_through_the_pooler(pgbouncer, database_url, tmp_path):
@@ -98,15 +104,7 @@ async def test_uvicorn_through_the_pooler(pgbouncer, database_url, tmp_path):
     clients = MIN_PROCESSES + 1
     with uvicorn_server(env, tmp_path / "uvicorn.log", workers=2) as base_url:
         reports = run_workers(["http", base_url], clients, -(-MIN_REQUESTS // clients), env, tmp_path / "load")
-    summary = totals(reports)
-    print("uvicorn proof:", summary, "seconds:", run_seconds(reports))
-    assert summary["errors"] == 0, summary["samples"]
-    assert summary["requests"] >= MIN_REQUESTS and summary["processes"] >= MIN_PROCESSES
-    assert_mixed(reports, summary)
-    assert ran_concurrently(reports)
-    assert queries_through(pgbouncer) - before >= summary["requests"]
-    await assert_writes_landed(database_url, reports)
-    await assert_clean_servers(pgbouncer)
+    await assert_proof("uvicorn", reports, pgbouncer, before, database_url)
 
 
 @pytest.mark.parametrize("guard", [False, True], ids=["naive-settings-fail", "guard-on-passes"])
