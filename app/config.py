@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     API_BASE_PATH: str = ""
 
+    # Login and register attempts allowed per client (IP; login also per email) in each fixed window, counted
+    # in PostgreSQL so the limit holds across Lambda instances. Either set to 0 turns the limit off.
+    AUTH_RATE_LIMIT_ATTEMPTS: int = Field(default=10, ge=0, le=1_000_000)
+    AUTH_RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=0, le=24 * 3600)
+
     @field_validator("ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:

@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ENVIRONMENT"] = "test"
     os.environ["DB_CONNECT_TIMEOUT"] = "2"
     os.environ.setdefault("DB_APPLICATION_NAME", "task-api-test")
+    os.environ.setdefault("AUTH_RATE_LIMIT_ATTEMPTS", "1000000")  # the suite logs in a lot; limit tests set their own
     # Migrate once per session with the real revisions (downgrade first: TEST_DATABASE_URL may be reused).
     from alembic import command
 

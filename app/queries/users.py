@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, text, update
+from sqlalchemy import Table, Text, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import ColumnElement
 
 from app.db import LazyConnection
 from app.models.user import User, UserRead
 from app.queries import AccountGone
+from app.queries.rate_limit import AttemptLimit, counted, raise_if_limited
 from app.security import AccessToken
 
 users: Table = User.__table__  # type: ignore[attr-defined]
@@ -30,23 +31,56 @@ def authorised(token: AccessToken) -> ColumnElement[bool]:
 
 
 async def insert_user(
-    connection: LazyConnection, email: str, hashed_password: str, full_name: str | None
+    connection: LazyConnection,
+    email: str,
+    hashed_password: str,
+    full_name: str | None,
+    limit: AttemptLimit | None = None,
 ) -> uuid.UUID | None:
-    """The new user's id, or None if the email is taken (also by a concurrent registration)."""
-    statement = (
-        insert(users)
-        .values(email=email, hashed_password=hashed_password, full_name=full_name)
-        .on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
-        .returning(users.c.id)
-    )
-    return (await connection.execute(statement)).scalar_one_or_none()
+    """The new user's id, or None if the email is taken (also by a concurrent registration).
+
+    With `limit`, the attempt is counted in the same statement and the user is inserted only within the
+    limit; over it, RateLimited is raised and nothing but the counter is written.
+    """
+    # ON CONFLICT DO NOTHING: a duplicate, even one registered concurrently, is a 409 and never a 500.
+    insert_new = insert(users).on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
+    values = {"email": email, "hashed_password": hashed_password, "full_name": full_name}
+    if limit is None:
+        statement = insert_new.values(values).returning(users.c.id)
+        return (await connection.execute(statement)).scalar_one_or_none()
+    verdict, cleanup = counted(limit)
+    allowed = select(*(literal(value, Text()) for value in values.values())).where(verdict.c.retry_after.is_(None))
+    # include_defaults=False: id and is_active come from the server defaults, as in the plain INSERT.
+    new_user = insert_new.from_select(list(values), allowed, include_defaults=False).returning(users.c.id)
+    new_user = new_user.cte("new_user")
+    statement = select(verdict.c.retry_after, select(new_user.c.id).scalar_subquery().label("id")).add_cte(cleanup)
+    row = (await connection.execute(statement)).one()
+    raise_if_limited(row)
+    return row.id
 
 
-async def credentials(connection: LazyConnection, email: str) -> tuple[uuid.UUID, str] | None:
-    """(id, password hash) of the active user with this (lower-cased) email."""
-    statement = select(users.c.id, users.c.hashed_password).where(func.lower(users.c.email) == email, users.c.is_active)
-    row = (await connection.execute(statement)).first()
-    return (row.id, row.hashed_password) if row else None
+async def credentials(
+    connection: LazyConnection, email: str, limit: AttemptLimit | None = None
+) -> tuple[uuid.UUID, str] | None:
+    """(id, password hash) of the active user with this (lower-cased) email.
+
+    With `limit`, the attempt is counted in the same statement; over the limit RateLimited is raised and no
+    hash is read, so the caller has nothing to verify.
+    """
+    columns = (users.c.id, users.c.hashed_password)
+    match = and_(func.lower(users.c.email) == email, users.c.is_active)
+    if limit is None:
+        row = (await connection.execute(select(*columns).where(match))).first()
+    else:
+        verdict, cleanup = counted(limit)
+        statement = (
+            select(verdict.c.retry_after, *columns)
+            .select_from(verdict.outerjoin(users, and_(match, verdict.c.retry_after.is_(None))))
+            .add_cte(cleanup)
+        )
+        row = (await connection.execute(statement)).one()
+        raise_if_limited(row)
+    return (row.id, row.hashed_password) if row is not None and row.id is not None else None
 
 
 async def password_hash(connection: LazyConnection, token: AccessToken) -> str:

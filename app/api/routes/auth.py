@@ -1,16 +1,22 @@
-"""Registration and login. Password hashing runs in a worker thread: it is deliberately slow CPU work."""
+"""Registration and login. Password hashing runs in a worker thread: it is deliberately slow CPU work.
+
+Both routes are rate-limited per client (app/api/rate_limit.py); the attempt is counted inside the route's one
+statement, and a limited login never verifies a password.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
 from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL
+from app.api.rate_limit import R429, ip_key, login_limit, recently_limited, register_limit, too_many_attempts
 from app.models.auth import LoginForm, RegisterRequest, Token
 from app.queries import users as user_queries
+from app.queries.rate_limit import RateLimited
 from app.security import create_access_token, hash_password, verify_password
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -25,13 +31,22 @@ BAD_CREDENTIALS = "Incorrect email or password."
     operation_id="auth_register",
     status_code=status.HTTP_201_CREATED,
     response_model=Token,
-    responses=R409_EMAIL,
+    responses=R409_EMAIL | R429,
 )
-async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
+async def register(body: RegisterRequest, request: Request, connection: ConnectionDep) -> Token:
     """Registers `email` (unique ignoring case) and returns a bearer token for the new account."""
+    client = ip_key(request)
+    # Told 429 already in this window: answer before spending a password hash on it.
+    if (seconds := recently_limited.retry_after(client)) is not None:
+        raise too_many_attempts(seconds)
     hashed = await run_in_threadpool(hash_password, body.password)
-    # ON CONFLICT DO NOTHING: a duplicate, even one registered concurrently, is a 409 and never a 500.
-    user_id = await user_queries.insert_user(connection, body.email, hashed, body.full_name)
+    try:
+        user_id = await user_queries.insert_user(
+            connection, body.email, hashed, body.full_name, register_limit(request)
+        )
+    except RateLimited as limited:
+        recently_limited.remember(client, limited.retry_after)
+        raise too_many_attempts(limited.retry_after) from None
     if user_id is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=EMAIL_TAKEN)
     return Token(access_token=create_access_token(user_id))
@@ -42,11 +57,15 @@ async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
     summary="Log in with email and password (OAuth2 password form)",
     operation_id="auth_token",
     response_model=Token,
-    responses=R401_LOGIN,
+    responses=R401_LOGIN | R429,
 )
-async def login(form: Annotated[LoginForm, Form()], connection: ConnectionDep) -> Token:
+async def login(form: Annotated[LoginForm, Form()], request: Request, connection: ConnectionDep) -> Token:
     """Exchanges `username` (the email) and `password` for a bearer token (the form /docs Authorize sends)."""
-    found = await user_queries.credentials(connection, form.username.strip().lower())
+    email = form.username.strip().lower()
+    try:
+        found = await user_queries.credentials(connection, email, login_limit(request, email))
+    except RateLimited as limited:
+        raise too_many_attempts(limited.retry_after) from None
     # Unknown emails are verified against a dummy hash, so timing does not reveal which emails are registered.
     valid = await run_in_threadpool(verify_password, form.password, found[1] if found else None)
     if found is None or not valid:
