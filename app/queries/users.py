@@ -46,15 +46,14 @@ async def insert_user(
     insert_new = insert(users).on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
     values = {"email": email, "hashed_password": hashed_password, "full_name": full_name}
     if limit is None:
-        statement = insert_new.values(values).returning(users.c.id)
-        return (await connection.execute(statement)).scalar_one_or_none()
+        return (await connection.execute(insert_new.values(values).returning(users.c.id))).scalar_one_or_none()
     verdict, cleanup = counted(limit)
     allowed = select(*(literal(value, Text()) for value in values.values())).where(verdict.c.retry_after.is_(None))
     # include_defaults=False: id and is_active come from the server defaults, as in the plain INSERT.
-    new_user = insert_new.from_select(list(values), allowed, include_defaults=False).returning(users.c.id)
-    new_user = new_user.cte("new_user")
-    statement = select(verdict.c.retry_after, select(new_user.c.id).scalar_subquery().label("id")).add_cte(cleanup)
-    row = (await connection.execute(statement)).one()
+    inserting = insert_new.from_select(list(values), allowed, include_defaults=False).returning(users.c.id)
+    new_user = inserting.cte("new_user")
+    outcome = select(verdict.c.retry_after, select(new_user.c.id).scalar_subquery().label("id")).add_cte(cleanup)
+    row = (await connection.execute(outcome)).one()
     raise_if_limited(row)
     return row.id
 
