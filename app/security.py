@@ -28,10 +28,12 @@ def _hasher() -> PasswordHash:
     return PasswordHash((Argon2Hasher(),))
 
 
-@cache
-def _dummy_hash() -> str:
-    # Verified against when an email is unknown, so the response time does not reveal which emails exist.
-    return _hasher().hash("dummy-password-for-constant-time-login")
+# Verified against when an email is unknown, so that login costs one argon2 verify whether or not the email is
+# registered: the work of a verify depends only on the parameters in the hash (m, t, p, lengths), not on the
+# password. A constant rather than hashed at first use, which would make the first unknown-email login of
+# every process (every Lambda instance) cost a hash and a verify. tests/test_auth_attacks.py keeps its
+# parameters equal to those of the hashes hash_password makes; bench/login_timing.py measures the result.
+DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$dO7irFe0156ae2bzVePxEQ$bttohWoIVZVxKS/+KfVUhodzOrbXHAhdDjsvw7Kg73g"
 
 
 def hash_password(password: str) -> str:
@@ -41,7 +43,7 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, hashed: str | None) -> bool:
     """Check `password` against `hashed`; with `hashed=None` do the same work and return False."""
     if hashed is None:
-        _hasher().verify(password, _dummy_hash())
+        _hasher().verify(password, DUMMY_HASH)
         return False
     return _hasher().verify(password, hashed)
 

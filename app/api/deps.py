@@ -7,7 +7,7 @@ order, so a bad token is answered with 401 before any database connection is ope
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,13 +24,14 @@ SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def current_token(token: Annotated[str | None, Depends(oauth2_scheme)]) -> AccessToken:
+async def current_token(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> AccessToken:
     """The verified access token (its user id and issue time), without touching the database.
 
     Whether that user still exists and has not changed password since is checked inside the statement that does
     the request's work (app.queries.authorised).
     """
-    if not token:
+    # Two Authorization headers are ambiguous (a proxy in front may have checked the other one): refuse both.
+    if not token or len(request.headers.getlist("authorization")) > 1:
         raise unauthorized(NOT_AUTHENTICATED)
     try:
         return read_access_token(token)
