@@ -90,11 +90,37 @@ def test_migrate_function_uses_the_direct_url(template):
 
 def test_http_api_routes_everything_to_the_api_function(template):
     routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"ANY /", "ANY /{proxy+}"}
+    assert routes == {"ANY /", "ANY /{proxy+}", *AUTH_ROUTES}  # the auth routes only for their throttle
     (integration,) = resources(template, "AWS::ApiGatewayV2::Integration").values()
     assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
     (api,) = resources(template, "AWS::ApiGatewayV2::Api").values()
     assert "CorsConfiguration" not in api["Properties"]  # CORS is the app's (ALLOWED_ORIGINS)
+
+
+AUTH_ROUTES = ("POST /api/v1/auth/token", "POST /api/v1/auth/register")
+
+
+def test_the_stage_throttles_every_route_and_the_auth_routes_lower(template):
+    (stage_name, stage), *others = resources(template, "AWS::ApiGatewayV2::Stage").items()
+    assert others == []
+    settings = stage["Properties"]
+    default = settings["DefaultRouteSettings"]
+    assert default["ThrottlingRateLimit"] > 0 and default["ThrottlingBurstLimit"] >= default["ThrottlingRateLimit"]
+    assert set(settings["RouteSettings"]) == set(AUTH_ROUTES)
+    for route in AUTH_ROUTES:
+        auth = settings["RouteSettings"][route]
+        assert 0 < auth["ThrottlingRateLimit"] < default["ThrottlingRateLimit"], route
+        assert 0 < auth["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"], route
+    # Route settings may only name existing routes: the stage must be created after them.
+    route_ids = {
+        name
+        for name, r in resources(template, "AWS::ApiGatewayV2::Route").items()
+        if r["Properties"]["RouteKey"] in AUTH_ROUTES
+    }
+    assert len(route_ids) == 2 and route_ids <= set(stage.get("DependsOn", [])), stage_name
+    # Same function, same integration, as the catch-all route.
+    targets = {json.dumps(r["Properties"]["Target"]) for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
+    assert len(targets) == 1
 
 
 def test_log_retention_per_stage(template):
