@@ -1,7 +1,7 @@
 """The per-client limit on login and register: counted in PostgreSQL inside each route's one statement.
 
-The suite runs with a very high limit (tests/conftest.py); these tests set their own on the live settings and
-give every client its own address, so counters of other tests never interfere.
+The suite runs with a very high limit (tests/conftest.py); these tests set their own on the live settings, start
+from an empty counter table and give their clients addresses of their own.
 """
 
 from __future__ import annotations
