@@ -3,6 +3,7 @@ engine, as a new process would build), every database-backed endpoint as a reque
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,9 @@ from app.config import normalize_database_url, settings
 from app.security import create_access_token
 
 ROLE_PASSWORD = "role-pw-7f3a"  # a role of the test's own, on the test server only
+# The application_name of engines built here: the session's pgbouncer keeps idle server connections that other
+# tests' clients named after the default, and those must not count as this engine's.
+APPLICATION_NAME = "task-api-outage-test"
 
 
 def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -> AsyncEngine:
@@ -24,7 +28,7 @@ def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -
     import app.api.routes.health as health
     import app.db
 
-    cfg = settings.model_copy(update=changes)
+    cfg = settings.model_copy(update={"DB_APPLICATION_NAME": APPLICATION_NAME, **changes})
     engine = app.db.create_engine(normalize_database_url(url, force_pooler=pooler), cfg)
     monkeypatch.setattr(app.db, "engine", engine)
     monkeypatch.setattr(health, "engine", engine)
@@ -82,3 +86,41 @@ async def temporary_role(db: asyncpg.Connection, database_url: str, clause: str 
         await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
         await db.execute(f"DROP OWNED BY {name}")
         await db.execute(f"DROP ROLE {name}")
+
+
+@asynccontextmanager
+async def row_locked(database_url: str, task_id: str) -> AsyncIterator[asyncpg.Connection]:
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+        yield holder
+    finally:
+        await holder.close()  # ends the transaction: the lock goes
+
+
+async def waiting_updates(db: asyncpg.Connection, application_name: str | None = None) -> int:
+    """Statements of the app still running on the server (an UPDATE of tasks waiting for the row lock)."""
+    count = -1
+    for _ in range(40):  # the cancel is asynchronous: give the server a moment to act on it
+        count = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'UPDATE tasks%' "
+            "AND pid <> pg_backend_pid() AND ($1::text IS NULL OR application_name = $1)",
+            application_name,
+        )
+        if count == 0:
+            break
+        await asyncio.sleep(0.05)
+    return count
+
+
+async def app_sessions(db: asyncpg.Connection, *, settle: bool = False) -> list[dict]:
+    """The server sessions of engines built by `use_engine` (pid, state). With `settle`, wait (2 s at most) for
+    them to go: a closed connection's backend needs a moment to leave pg_stat_activity, a leaked one never does."""
+    rows: list = []
+    for _ in range(40):
+        rows = await db.fetch("SELECT pid, state FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME)
+        if not rows or not settle:
+            break
+        await asyncio.sleep(0.05)
+    return [dict(row) for row in rows]

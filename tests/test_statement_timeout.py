@@ -7,56 +7,25 @@ direct connection) and PATCHes that task through the API, whose UPDATE waits for
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import asyncpg
 import pytest
 
-from app.config import settings
 from app.errors import STATEMENT_CANCELLED
 from tests.api import create_task, make_account
-from tests.aws_lambda.support import open_app_connections
-from tests.outage import detail_of, temporary_role, use_engine
+from tests.outage import (
+    APPLICATION_NAME,
+    app_sessions,
+    detail_of,
+    row_locked,
+    temporary_role,
+    use_engine,
+    waiting_updates,
+)
 
 COMMAND_TIMEOUT = 1.0
 # Timeout, then up to 2 s for the graceful close that waits for the cancel's acknowledgement, plus slack.
 HANG_GUARD = COMMAND_TIMEOUT + 2 + 2
-
-
-@asynccontextmanager
-async def row_locked(database_url: str, task_id: str) -> AsyncIterator[asyncpg.Connection]:
-    holder = await asyncpg.connect(database_url)
-    try:
-        await holder.execute("BEGIN")
-        await holder.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)
-        yield holder
-    finally:
-        await holder.close()  # ends the transaction: the lock goes
-
-
-async def waiting_updates(db: asyncpg.Connection, application_name: str | None = None) -> int:
-    """Statements of the app still running on the server (an UPDATE of tasks waiting for the row lock)."""
-    count = -1
-    for _ in range(40):  # the cancel is asynchronous: give the server a moment to act on it
-        count = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'UPDATE tasks%' "
-            "AND pid <> pg_backend_pid() AND ($1::text IS NULL OR application_name = $1)",
-            application_name,
-        )
-        if count == 0:
-            break
-        await asyncio.sleep(0.05)
-    return count
-
-
-async def app_sessions(db: asyncpg.Connection) -> list[dict]:
-    rows = await db.fetch(
-        "SELECT pid, state FROM pg_stat_activity WHERE application_name = $1", settings.DB_APPLICATION_NAME
-    )
-    return [dict(row) for row in rows]
 
 
 @pytest.mark.parametrize("pool", ["null", "queue"])
@@ -83,9 +52,9 @@ async def test_a_statement_past_the_command_timeout_is_a_504_and_is_cancelled_on
             assert COMMAND_TIMEOUT <= elapsed < HANG_GUARD
             # The lock is still held: the UPDATE would still be waiting had asyncpg's CancelRequest not
             # reached the server.
-            assert await waiting_updates(db, settings.DB_APPLICATION_NAME) == 0
+            assert await waiting_updates(db, APPLICATION_NAME) == 0
             # The connection of the cancelled statement is closed, not parked in the pool for the next request.
-            assert await open_app_connections(db) == 0
+            assert await app_sessions(db, settle=True) == []
 
         # The next request (on the same pool) works, on a clean connection, and the cancelled write left
         # nothing behind: one version bump, for this request only.

@@ -16,9 +16,9 @@ import pytest
 import app.db
 from app.errors import DATABASE_UNAVAILABLE
 from tests.api import insert_task, make_account
-from tests.aws_lambda.support import adapt, form, open_app_connections, response_header, response_json
+from tests.aws_lambda.support import adapt, form, response_header, response_json
 from tests.fake_postgres import endpoint_for, url_through
-from tests.outage import use_engine
+from tests.outage import app_sessions, use_engine
 
 CONNECT_TIMEOUT = 0.5  # the smallest DB_CONNECT_TIMEOUT allowed: invocations run one after another
 HANG_GUARD = CONNECT_TIMEOUT + 1.5
@@ -104,6 +104,6 @@ async def test_a_warm_process_answers_503_during_an_outage_and_serves_again_afte
             "tasks-delete": 204,
             "me-delete": 204,
         }
-        assert await open_app_connections(db) == 0
+        assert await app_sessions(db, settle=True) == []
     finally:
         await engine.dispose()
