@@ -96,16 +96,28 @@ def is_database_unavailable(error: BaseException) -> bool:
     return response is not None and response.status_code == 503
 
 
+def _described(error: BaseException) -> str:
+    """The chain's types and SQLSTATEs, for the log: never messages, which can carry host and user names."""
+    return ", ".join(
+        f"{type(item).__name__} {item.sqlstate}" if getattr(item, "sqlstate", None) else type(item).__name__
+        for item in _chain(error)
+    )
+
+
 async def _database_failed(request: Request, error: Exception) -> JSONResponse:
     response = database_error_response(request.method, error)
     if response is None:
         raise error
-    # Types and SQLSTATEs only: messages of connection errors can carry host names and user names.
-    causes = ", ".join(f"{type(e).__name__}{' ' + e.sqlstate if getattr(e, 'sqlstate', None) else ''}"
-                       for e in _chain(error))  # fmt: skip
-    level = logging.ERROR if response.headers["Retry-After"] == MISCONFIGURED_RETRY_AFTER_SECONDS else logging.WARNING
-    logger.log(level, "database failure during %s %s -> %d: %s", request.method, request.url.path,
-               response.status_code, causes)  # fmt: skip
+    # A refused login needs an operator; the rest heals by itself (or is the client's query's size).
+    lasting = any(isinstance(item, DatabaseUnavailable) and item.lasting for item in _chain(error))
+    logger.log(
+        logging.ERROR if lasting else logging.WARNING,
+        "database failure during %s %s -> %d: %s",
+        request.method,
+        request.url.path,
+        response.status_code,
+        _described(error),
+    )
     return response
 
 
