@@ -11,6 +11,11 @@ event loop and frozen execution environments), so what matters is round trips pe
 - with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
+
+Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
+goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
+killed Lambda; the server-side one is the role's own setting, which PgBouncer and Neon's pooler accept (a
+`statement_timeout` startup parameter they reject), e.g. `ALTER ROLE app SET statement_timeout = '20s'`.
 """
 
 from __future__ import annotations
