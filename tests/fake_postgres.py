@@ -204,6 +204,10 @@ class FakeEndpoint(RttProxy):
                 raise ValueError(f"unknown action {action!r}")
         except (ConnectionError, asyncio.IncompleteReadError):
             client_writer.transport.abort()
+        except asyncio.CancelledError:
+            # stop() ends connections still open. Ending quietly: asyncio's streams would log the cancellation
+            # of a connection handler as an error.
+            client_writer.transport.abort()
         finally:
             with contextlib.suppress(Exception):
                 if action != FORWARD:
