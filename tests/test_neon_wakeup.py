@@ -75,6 +75,7 @@ async def test_a_waking_database_is_retried_until_it_answers(client, db, databas
     spacing = gaps(endpoint)
     # Growing delays (nominal 50, 100, 200, 400 ms, each x [0.5, 1.5)): the last wait is longer than the first.
     assert spacing[-1] > spacing[0], spacing
+    assert sum(spacing[2:]) > sum(spacing[:2]), spacing  # increasing on average, jitter notwithstanding
     assert elapsed < BUDGET
 
 
