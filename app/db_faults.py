@@ -93,6 +93,8 @@ def classify_connect_error(error: BaseException) -> ConnectFailure | None:
     (a bug: they propagate as they are)."""
     if isinstance(error, ssl.SSLCertVerificationError):
         return ConnectFailure.lasting  # the wrong host or a broken trust store: the next attempt sees the same
+    if isinstance(error, ConnectionError) and "rejected ssl upgrade" in _message(error):
+        return ConnectFailure.lasting  # sslmode=require against a server without TLS
     if isinstance(error, OSError):  # refused, reset, unreachable, DNS, and TimeoutError (a subclass)
         return ConnectFailure.retry
     if isinstance(error, asyncpg.PostgresError):

@@ -119,8 +119,9 @@ async def test_a_database_that_never_wakes_is_a_503_within_the_budget(
         ({"username": "no_such_role"}, None),  # the real server: 28P01 too (it does not tell which)
         ({}, PgError("XX000", "password authentication failed for user 'app'")),  # Neon's proxy says it so
         ({}, PgError("XX000", "Control plane request failed: endpoint is disabled")),
+        ({"query": {"sslmode": "require"}}, None),  # the test server has no TLS: asyncpg's ConnectionError
     ],
-    ids=["wrong-password", "unknown-database", "unknown-role", "neon-password", "neon-endpoint-disabled"],
+    ids=["wrong-password", "unknown-database", "unknown-role", "neon-password", "neon-endpoint-disabled", "no-tls"],
 )
 async def test_what_retrying_cannot_fix_fails_at_the_first_attempt(
     client, db, database_url, monkeypatch, fake, change, refusal
