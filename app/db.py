@@ -11,12 +11,17 @@ event loop and frozen execution environments), so what matters is round trips pe
 - with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
+
+Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
+goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
+killed Lambda; the server-side one is the role's own setting, which PgBouncer and Neon's pooler accept (a
+`statement_timeout` startup parameter they reject), e.g. `ALTER ROLE app SET statement_timeout = '20s'`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,14 +39,14 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
 from app.config import DatabaseTarget, Environment, Settings, settings
+from app.db_faults import ConnectFailure, DatabaseUnavailable, StatementTimeout, backoff_delays, classify_connect_error
 
-# Errors that mean "could not reach a usable server (yet)": worth a brief retry while connecting.
-RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # refused, unreachable, DNS
-    asyncio.TimeoutError,
-    asyncpg.CannotConnectNowError,  # "the database system is starting up"
-    asyncpg.TooManyConnectionsError,
-)
+logger = logging.getLogger("app.db")
+
+# The engine's DB_COMMAND_TIMEOUT, carried as a (user-defined) execution option, for StatementTimeout's message.
+COMMAND_TIMEOUT_OPTION = "task_api_command_timeout"
+# Below this, an attempt cannot even finish a TCP handshake plus a login: not worth starting.
+MIN_ATTEMPT_SECONDS = 0.05
 
 
 def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, Any]:
@@ -83,22 +88,38 @@ async def connect_to(
 
 
 def make_connector(target: DatabaseTarget, cfg: Settings):
-    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total."""
+    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total.
+
+    Only "not yet" errors are retried (app.db_faults.classify_connect_error), after exponentially growing,
+    jittered delays. Every way of failing ends in DatabaseUnavailable, with the last error chained: the
+    handler answers 503 (app.errors), and a connect timeout is never mistaken for a statement timeout.
+    """
     budget = cfg.DB_CONNECT_TIMEOUT
 
     async def connect() -> asyncpg.Connection:
         deadline = time.monotonic() + budget
-        delay = 0.05
+        delays = backoff_delays()
+        attempts = 0
         while True:
-            remaining = deadline - time.monotonic()
+            attempts += 1
             try:
-                return await connect_to(target, cfg, timeout=max(remaining, 0.05))
-            except RETRYABLE_CONNECT_ERRORS:
-                remaining = deadline - time.monotonic()
-                if remaining <= delay:
-                    raise
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 1.0)
+                return await connect_to(target, cfg, timeout=max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS))
+            except Exception as error:
+                failure = classify_connect_error(error)
+                if failure is None:
+                    raise  # not about the database: a bug, shown as such
+                delay = next(delays)
+                if failure is not ConnectFailure.retry or deadline - time.monotonic() < delay + MIN_ATTEMPT_SECONDS:
+                    raise DatabaseUnavailable(attempts, lasting=failure is ConnectFailure.lasting) from error
+                # The type and SQLSTATE only: messages can name hosts and users.
+                logger.info(
+                    "database connect attempt %d failed (%s %s); retrying in %.2f s",
+                    attempts,
+                    type(error).__name__,
+                    getattr(error, "sqlstate", ""),
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     return connect
 
@@ -196,6 +217,7 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         # Bound parameters (password hashes, emails, task text) stay out of logs and error messages in
         # production; locally they help debugging.
         hide_parameters=cfg.ENVIRONMENT is Environment.production,
+        execution_options={COMMAND_TIMEOUT_OPTION: cfg.DB_COMMAND_TIMEOUT},
         **pool_args,
     )
     answer_first_connect_from_startup(engine.dialect)
@@ -224,7 +246,14 @@ class LazyConnection:
         if self._connection is None:
             connection = await self._engine.connect()
             self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        return await self._connection.execute(statement, parameters)
+        try:
+            return await self._connection.execute(statement, parameters)
+        except TimeoutError as error:
+            # asyncpg's command_timeout (a connect timeout would be DatabaseUnavailable). asyncpg has sent the
+            # server a CancelRequest; SQLAlchemy treats asyncio.TimeoutError as an exit exception and invalidates
+            # the connection, whose graceful close waits for the cancel to be acknowledged: it is never reused.
+            options = self._connection.sync_connection.get_execution_options()  # type: ignore[union-attr]
+            raise StatementTimeout(options.get(COMMAND_TIMEOUT_OPTION)) from error
 
     async def close(self) -> None:
         if self._connection is not None:

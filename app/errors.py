@@ -1,57 +1,133 @@
-"""Exception handlers: the database being unreachable is a 503 with a clear reason, never a 500 or a hang."""
+"""Exception handlers for the database's failures: a clear 503 or 504, never a 500 or a hang.
+
+- no connection (down, unreachable, starting, full): 503 + Retry-After;
+- the database refuses our credentials or database name for good: 503 too (the service is unavailable until
+  an operator fixes its configuration; nothing the client did), with a longer Retry-After and an ERROR log;
+- the connection was lost after the statement was sent: 503, and for writes a detail saying the change may
+  have been saved (the statement is never retried: it may have written);
+- a statement ran too long (DB_COMMAND_TIMEOUT, or the server's statement_timeout): 504, the statement cancelled.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Iterator
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
+from app.db_faults import DatabaseUnavailable, StatementTimeout
+
 logger = logging.getLogger("app.errors")
 
 DATABASE_UNAVAILABLE = "The database is unavailable right now; retry in a few seconds."
 RETRY_AFTER_SECONDS = "2"
+DATABASE_REFUSED_LOGIN = (
+    "The service cannot log in to its database (a configuration problem on the server side); retry later."
+)
+MISCONFIGURED_RETRY_AFTER_SECONDS = "30"
+OUTCOME_UNKNOWN = (
+    "The connection to the database was lost while the request was running; the change may or may not have "
+    "been saved, so check before repeating it."
+)
+STATEMENT_TIMEOUT = "The database took longer than {seconds:g} s to answer; the statement was cancelled. Retry later."
+STATEMENT_CANCELLED = "The database cancelled the statement because it ran too long; retry later."
 
-# Raised while connecting, or when the server goes away mid-request. None of their messages reach clients:
-# they can name hosts and users.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Raised when the server goes away mid-request. None of their messages reach clients: they can name hosts
+# and users.
+DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
-    asyncio.TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidPasswordError,
+    asyncpg.PostgresConnectionError,  # 08xxx, ConnectionDoesNotExistError among them
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
     sa_exc.InterfaceError,
-    sa_exc.OperationalError,
 )
 
 
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, what SQLAlchemy wrapped (`orig`) and what that was raised from (`__cause__`)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__
+
+
+def _json(status: int, detail: str, retry_after: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail}, headers={"Retry-After": retry_after})
+
+
 def database_unavailable_response() -> JSONResponse:
-    return JSONResponse(
-        status_code=503, content={"detail": DATABASE_UNAVAILABLE}, headers={"Retry-After": RETRY_AFTER_SECONDS}
-    )
+    return _json(503, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS)
+
+
+def database_error_response(method: str, error: BaseException) -> JSONResponse | None:
+    """The response for a database failure, or None if `error` is not one (a bug: it stays a 500)."""
+    chain = list(_chain(error))
+    for item in chain:
+        if isinstance(item, DatabaseUnavailable):
+            if item.lasting:
+                return _json(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS)
+            return database_unavailable_response()
+        if isinstance(item, StatementTimeout):
+            seconds = item.seconds
+            detail = STATEMENT_TIMEOUT.format(seconds=seconds) if seconds is not None else STATEMENT_CANCELLED
+            return _json(504, detail, RETRY_AFTER_SECONDS)
+        if isinstance(item, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout
+            return _json(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
+        if isinstance(item, TimeoutError):  # asyncpg's command_timeout outside LazyConnection
+            return _json(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
+    invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    if invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in chain):
+        # Any connection failure came from the connector as DatabaseUnavailable, so this one happened once the
+        # statement may already have been sent.
+        return _json(503, DATABASE_UNAVAILABLE if method in SAFE_METHODS else OUTCOME_UNKNOWN, RETRY_AFTER_SECONDS)
+    return None
 
 
 def is_database_unavailable(error: BaseException) -> bool:
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
-    original = getattr(error, "orig", None)
-    cause = getattr(original, "__cause__", None) if original is not None else None
-    return any(isinstance(e, UNAVAILABLE_ERRORS) for e in (error, original, cause) if e is not None)
+    """True for the failures answered with 503 (health/db uses it for its own body)."""
+    response = database_error_response("GET", error)
+    return response is not None and response.status_code == 503
 
 
-async def _unavailable(request: Request, error: Exception) -> JSONResponse:
-    if not is_database_unavailable(error):
+def _described(error: BaseException) -> str:
+    """The chain's types and SQLSTATEs, for the log: never messages, which can carry host and user names."""
+    return ", ".join(
+        f"{type(item).__name__} {item.sqlstate}" if getattr(item, "sqlstate", None) else type(item).__name__
+        for item in _chain(error)
+    )
+
+
+async def _database_failed(request: Request, error: Exception) -> JSONResponse:
+    response = database_error_response(request.method, error)
+    if response is None:
         raise error
-    # Log the type only: messages of connection errors can carry host names and user names.
-    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, type(error).__name__)
-    return database_unavailable_response()
+    # A refused login needs an operator; the rest heals by itself (or is the client's query's size).
+    lasting = any(isinstance(item, DatabaseUnavailable) and item.lasting for item in _chain(error))
+    logger.log(
+        logging.ERROR if lasting else logging.WARNING,
+        "database failure during %s %s -> %d: %s",
+        request.method,
+        request.url.path,
+        response.status_code,
+        _described(error),
+    )
+    return response
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    for error_type in (*UNAVAILABLE_ERRORS, sa_exc.DBAPIError):
-        app.add_exception_handler(error_type, _unavailable)
+    for error_type in (
+        DatabaseUnavailable,
+        StatementTimeout,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        sa_exc.DBAPIError,
+    ):
+        app.add_exception_handler(error_type, _database_failed)

@@ -1,0 +1,109 @@
+"""A warm Lambda process through a database outage: every database-backed endpoint, invoked through the real
+handler with real AWS payloads, answers 503 with Retry-After and a JSON detail while nothing listens on the
+database's port, and the same process (same engine, same event loop) serves again once it listens.
+
+(test_handler.py covers the cold start with the database unreachable, in a fresh process.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+import app.db
+from app.errors import DATABASE_UNAVAILABLE
+from tests.api import insert_task, make_account
+from tests.aws_lambda.support import adapt, form, response_header, response_json
+from tests.fake_postgres import endpoint_for, url_through
+from tests.outage import app_sessions, use_engine
+
+CONNECT_TIMEOUT = 0.5  # the smallest DB_CONNECT_TIMEOUT allowed: invocations run one after another
+HANG_GUARD = CONNECT_TIMEOUT + 1.5
+V2 = "powertools__apiGatewayProxyV2Event.json"
+FORMATS = [V2, "awslambdago__apigw-request.json", "powertools__albMultiValueQueryStringEvent.json"]
+
+
+def endpoint_events(headers: dict[str, str], task_id) -> dict[str, dict]:
+    email = f"lambda-{uuid.uuid4().hex[:8]}@example.com"
+    task = f"/api/v1/tasks/{task_id}"
+    body = json.dumps
+    return {
+        "register": adapt(
+            V2, "POST", "/api/v1/auth/register", body=body({"email": email, "password": "pw long enough"})
+        ),
+        "login": adapt(
+            V2,
+            "POST",
+            "/api/v1/auth/token",
+            body=form(username=email, password="pw long enough"),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+        "me": adapt(V2, "GET", "/api/v1/users/me", headers=headers),
+        "me-update": adapt(V2, "PATCH", "/api/v1/users/me", headers=headers, body=body({"full_name": "N"})),
+        "tasks-list": adapt(V2, "GET", "/api/v1/tasks", headers=headers, query={"tag": "x"}),
+        "tasks-create": adapt(V2, "POST", "/api/v1/tasks", headers=headers, body=body({"title": "t"})),
+        "tasks-get": adapt(V2, "GET", task, headers=headers),
+        "tasks-update": adapt(V2, "PATCH", task, headers=headers, body=body({"status": "done"})),
+        "tags": adapt(V2, "GET", "/api/v1/tags", headers=headers),
+        "health-db": adapt(V2, "GET", "/api/v1/health/db"),
+        "tasks-delete": adapt(V2, "DELETE", task, headers=headers),
+        "me-delete": adapt(V2, "DELETE", "/api/v1/users/me", headers=headers),
+    }
+
+
+@pytest.fixture
+def switchable(database_url):
+    """A port in front of the test database that can stop listening (refused) and listen again."""
+    endpoint = endpoint_for(database_url)
+    yield endpoint
+    endpoint.stop()
+
+
+async def test_a_warm_process_answers_503_during_an_outage_and_serves_again_after(
+    invoke, db, database_url, monkeypatch, switchable
+):
+    engine = use_engine(monkeypatch, url_through(database_url, switchable), DB_CONNECT_TIMEOUT=CONNECT_TIMEOUT)
+    account = await make_account(db)
+    task_id = await insert_task(db, account.id, "Through the outage", tags=["x"])
+    events = endpoint_events(account.headers, task_id)
+    try:
+        assert (await invoke(events["tasks-list"]))["statusCode"] == 200
+
+        switchable.pause()
+        outage = {}
+        for name, event in events.items():
+            started = time.monotonic()
+            outage[name] = await invoke(event)
+            assert time.monotonic() - started < HANG_GUARD, name
+        for name in FORMATS[1:]:  # REST v1 and ALB payloads too
+            outage[name] = await invoke(adapt(name, "GET", "/api/v1/tasks", headers=account.headers))
+        for name, response in outage.items():
+            assert response["statusCode"] == 503, (name, response)
+            assert response_header(response, "retry-after") == "2", name
+            assert response_header(response, "content-type") == "application/json", name
+            body = response_json(response)
+            assert (body.get("detail") or body.get("reason")) == DATABASE_UNAVAILABLE, (name, body)
+
+        switchable.resume()
+        assert app.db.engine is engine
+        statuses = {name: (await invoke(event))["statusCode"] for name, event in events.items()}
+        assert statuses == {
+            "register": 201,
+            "login": 200,
+            "me": 200,
+            "me-update": 200,
+            "tasks-list": 200,
+            "tasks-create": 201,
+            "tasks-get": 200,
+            "tasks-update": 200,
+            "tags": 200,
+            "health-db": 200,
+            "tasks-delete": 204,
+            "me-delete": 204,
+        }
+        assert await app_sessions(db, settle=True) == []
+    finally:
+        await engine.dispose()

@@ -1,0 +1,126 @@
+"""Helpers for the outage, wake-up and statement-timeout tests: the app pointed at another database URL (a new
+engine, as a new process would build), every database-backed endpoint as a request, and roles with limits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import normalize_database_url, settings
+from app.security import create_access_token
+
+ROLE_PASSWORD = "role-pw-7f3a"  # a role of the test's own, on the test server only
+# The application_name of engines built here: the session's pgbouncer keeps idle server connections that other
+# tests' clients named after the default, and those must not count as this engine's.
+APPLICATION_NAME = "task-api-outage-test"
+
+
+def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -> AsyncEngine:
+    """Replace the app's engine (and health/db's) by a new one for `url`, built from a copy of the settings."""
+    import app.api.routes.health as health
+    import app.db
+
+    cfg = settings.model_copy(update={"DB_APPLICATION_NAME": APPLICATION_NAME, **changes})
+    engine = app.db.create_engine(normalize_database_url(url, force_pooler=pooler), cfg)
+    monkeypatch.setattr(app.db, "engine", engine)
+    monkeypatch.setattr(health, "engine", engine)
+    return engine
+
+
+Request = Callable[[], Awaitable[httpx.Response]]
+
+
+def every_endpoint(client: httpx.AsyncClient, headers: dict[str, str], task_id: uuid.UUID | str) -> dict[str, Request]:
+    """Every route that needs the database, with a valid request each (the token need not name a real user:
+    the database is asked about it)."""
+    email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
+    task = f"/api/v1/tasks/{task_id}"
+    return {
+        "register": lambda: client.post("/api/v1/auth/register", json={"email": email, "password": "long enough pw"}),
+        "login": lambda: client.post("/api/v1/auth/token", data={"username": email, "password": "long enough pw"}),
+        "me": lambda: client.get("/api/v1/users/me", headers=headers),
+        "me-update": lambda: client.patch("/api/v1/users/me", json={"full_name": "New Name"}, headers=headers),
+        "me-delete": lambda: client.delete("/api/v1/users/me", headers=headers),
+        "tasks-list": lambda: client.get("/api/v1/tasks", params={"tag": "x"}, headers=headers),
+        "tasks-create": lambda: client.post("/api/v1/tasks", json={"title": "Written?"}, headers=headers),
+        "tasks-get": lambda: client.get(task, headers=headers),
+        "tasks-update": lambda: client.patch(task, json={"status": "done"}, headers=headers),
+        "tasks-delete": lambda: client.delete(task, headers=headers),
+        "tags": lambda: client.get("/api/v1/tags", headers=headers),
+        "health-db": lambda: client.get("/api/v1/health/db"),
+    }
+
+
+def stranger_headers() -> dict[str, str]:
+    """A well-formed token for a user id the database has never seen."""
+    return {"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"}
+
+
+def detail_of(response: httpx.Response) -> str:
+    body = response.json()
+    return body.get("detail") or body.get("reason") or ""
+
+
+@asynccontextmanager
+async def temporary_role(db: asyncpg.Connection, database_url: str, clause: str = "") -> AsyncIterator[str]:
+    """A login role with `clause` (e.g. `CONNECTION LIMIT 1`), allowed to use the app's tables; yields its URL.
+
+    Role settings (`ALTER ROLE ... SET`) are applied by the server when a session starts, so they work behind a
+    transaction pooler, where startup parameters do not.
+    """
+    name = f"limited_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' {clause}")
+    await db.execute(f"GRANT USAGE ON SCHEMA public TO {name}")
+    await db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}")
+    try:
+        yield make_url(database_url).set(username=name, password=ROLE_PASSWORD).render_as_string(hide_password=False)
+    finally:
+        await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
+        await db.execute(f"DROP OWNED BY {name}")
+        await db.execute(f"DROP ROLE {name}")
+
+
+@asynccontextmanager
+async def row_locked(database_url: str, task_id: str) -> AsyncIterator[asyncpg.Connection]:
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+        yield holder
+    finally:
+        await holder.close()  # ends the transaction: the lock goes
+
+
+async def waiting_updates(db: asyncpg.Connection, application_name: str | None = None) -> int:
+    """Statements of the app still running on the server (an UPDATE of tasks waiting for the row lock)."""
+    count = -1
+    for _ in range(40):  # the cancel is asynchronous: give the server a moment to act on it
+        count = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'UPDATE tasks%' "
+            "AND pid <> pg_backend_pid() AND ($1::text IS NULL OR application_name = $1)",
+            application_name,
+        )
+        if count == 0:
+            break
+        await asyncio.sleep(0.05)
+    return count
+
+
+async def app_sessions(db: asyncpg.Connection, *, settle: bool = False) -> list[dict]:
+    """The server sessions of engines built by `use_engine` (pid, state). With `settle`, wait (2 s at most) for
+    them to go: a closed connection's backend needs a moment to leave pg_stat_activity, a leaked one never does."""
+    rows: list = []
+    for _ in range(40):
+        rows = await db.fetch("SELECT pid, state FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME)
+        if not rows or not settle:
+            break
+        await asyncio.sleep(0.05)
+    return [dict(row) for row in rows]
