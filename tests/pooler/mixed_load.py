@@ -27,6 +27,8 @@ REQUEST_TIMEOUT = 30.0  # seconds; a hang guard, far above any healthy request h
 # fails with ReadError, a client-side race that says nothing about the server.
 KEEPALIVE_EXPIRY = 2.0
 PROGRESS_MARKS = 20  # the wall time at every 5% of the requests, to find the run's halves afterwards
+# Password hashing (argon2, deliberately slow) dominates these; the others are the API's everyday requests.
+SIGN_IN = frozenset({"register", "login"})
 PRIORITIES = ["low", "medium", "high", "urgent"]
 STATUSES = ["in_progress", "done", "todo"]
 
@@ -41,7 +43,7 @@ class LoadReport:
     by_step: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)  # seconds, every answered request
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # step -> seconds, every answered request
     marks: list[float] = field(default_factory=list)  # time.time() when 1/20, 2/20, ... of the requests were done
     started: float = 0.0
     finished: float = 0.0
@@ -57,7 +59,7 @@ class LoadReport:
     def answered(self, step: str, seconds: float) -> None:
         self.completed += 1
         self.by_step[step] += 1
-        self.latencies.append(seconds)
+        self.latencies.setdefault(step, []).append(seconds)
         while (
             len(self.marks) < PROGRESS_MARKS and self.completed >= self.total * (len(self.marks) + 1) / PROGRESS_MARKS
         ):
@@ -76,8 +78,10 @@ class LoadReport:
     def seconds(self) -> float:
         return self.finished - self.started
 
-    def percentile_ms(self, percent: int) -> float:
-        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+    def percentile_ms(self, percent: int, *, without: frozenset[str] = frozenset()) -> float:
+        """The latency percentile of every answered request, or of those of the steps not in `without`."""
+        samples = [s for step, values in self.latencies.items() if step not in without for s in values]
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
         return round(cuts[percent - 1] * 1000, 1)
 
     def time_at(self, fraction: float) -> float:
