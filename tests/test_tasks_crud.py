@@ -1,8 +1,7 @@
-"""Single tasks: create, read, update, delete; validation, ETags, If-Match, isolation, concurrency."""
+"""Single tasks: create, read, update, delete; validation, ETags, If-Match, isolation. Races: test_concurrency.py."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 
@@ -257,33 +256,6 @@ async def test_malformed_if_match_is_400(client, db, header):
         assert response.status_code == 400, (method, header)
         assert "If-Match" in response.json()["detail"]
     assert await db.fetchval("SELECT version FROM tasks") == 1
-
-
-async def test_concurrent_patches_with_the_same_if_match_exactly_one_wins(client, db):
-    account = await make_account(db)
-    task = await create_task(client, account)
-    path = f"{TASKS}/{task['id']}"
-    attempts = [
-        client.patch(path, json={"title": f"Writer {i}"}, headers={**account.headers, "If-Match": '"1"'})
-        for i in range(10)
-    ]
-    responses = await asyncio.gather(*attempts)
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses == [200] + [412] * 9
-    winner = next(response.json() for response in responses if response.status_code == 200)
-    assert await db.fetchrow("SELECT title, version FROM tasks") == (winner["title"], 2)
-
-
-async def test_concurrent_patches_without_if_match_all_apply(client, db):
-    account = await make_account(db)
-    task = await create_task(client, account)
-    path = f"{TASKS}/{task['id']}"
-    responses = await asyncio.gather(
-        *[client.patch(path, json={"description": f"{i}"}, headers=account.headers) for i in range(8)]
-    )
-    assert {response.status_code for response in responses} == {200}
-    assert sorted(response.json()["version"] for response in responses) == list(range(2, 10))
-    assert await db.fetchval("SELECT version FROM tasks") == 9
 
 
 async def test_delete_with_and_without_if_match(client, db):

@@ -252,14 +252,18 @@ async def _guarded(
              written AS (UPDATE/DELETE ... WHERE id IN owned [AND version IN expected] RETURNING ...)
         SELECT account.id, owned.version, written.* FROM account LEFT JOIN owned LEFT JOIN written
 
-    Concurrent writers with the same If-Match: the second one blocks on the row lock, and under READ COMMITTED
-    PostgreSQL re-checks its WHERE against the committed row, whose version has moved on, so it writes nothing
-    and is reported as 412.
+    `owned` locks the row (FOR UPDATE), so concurrent writers of one task queue on it, and under READ COMMITTED
+    each one, once it has the lock, reads the row as the writer before it left it (not the statement's
+    snapshot). So every answer is the one a serial order would give: with the same If-Match the first writes
+    and the others get 412 naming the version it left; after a concurrent DELETE the task is gone, a 404 (a
+    snapshot read would say 412 with the deleted task's version). The write's own WHERE is re-checked against
+    that same latest row, so a stale If-Match writes nothing.
     """
     account = select(users.c.id).where(authorised(token)).cte("account")
     owned = (
         select(tasks.c.id, tasks.c.version)
         .where(tasks.c.id == task_id, tasks.c.user_id.in_(select(account.c.id)))
+        .with_for_update(of=tasks)
         .cte("owned")
     )
     target: list[ColumnElement[bool]] = [tasks.c.id.in_(select(owned.c.id))]
@@ -277,7 +281,7 @@ async def _guarded(
     if row.id is None:
         if expected is not None:
             raise VersionMismatch(row.current_version)
-        raise TaskNotFound  # deleted by a concurrent request between the snapshot and the write
+        raise TaskNotFound  # not while `owned` holds the row lock; a 404 rather than a crash if it ever does
     return row
 
 

@@ -102,8 +102,8 @@ async def test_uvicorn_through_the_pooler(pgbouncer, database_url, tmp_path):
     env = app_environment(pgbouncer.url(), database_url, pooler_guard=True, pool="queue")
     before = queries_through(pgbouncer)
     clients = MIN_PROCESSES + 1
-    with uvicorn_server(env, tmp_path / "uvicorn.log", workers=2) as base_url:
-        reports = run_workers(["http", base_url], clients, -(-MIN_REQUESTS // clients), env, tmp_path / "load")
+    with uvicorn_server(env, tmp_path / "uvicorn.log", workers=2) as server:
+        reports = run_workers(["http", server.url], clients, -(-MIN_REQUESTS // clients), env, tmp_path / "load")
     await assert_proof("uvicorn", reports, pgbouncer, before, database_url)
 
 

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from app.dev.embedded import free_port
-from tests.conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 START_TIMEOUT = 60  # seconds for every worker to import the app and set up
 RUN_TIMEOUT = 240  # seconds for every worker to finish
@@ -103,9 +105,15 @@ def ran_concurrently(reports: list[dict]) -> bool:
     return max(report["started"] for report in reports) < min(report["finished"] for report in reports)
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int  # with one worker, the process that serves the requests
+
+
 @contextlib.contextmanager
-def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Iterator[str]:
-    """A real uvicorn (`workers` processes) serving app.main:app on 127.0.0.1; yields its base URL."""
+def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Iterator[Server]:
+    """A real uvicorn (`workers` processes) serving app.main:app on 127.0.0.1, ready to serve."""
     port = free_port()
     log = open(log_path, "w+")  # noqa: SIM115 - closed in finally, read on failure
     process = subprocess.Popen(
@@ -141,7 +149,7 @@ def uvicorn_server(env: dict[str, str], log_path: Path, workers: int = 2) -> Ite
             if time.monotonic() > deadline:
                 raise AssertionError(f"uvicorn was not ready within {READY_TIMEOUT} s: {_log_tail(log)}")
             time.sleep(0.1)
-        yield base_url
+        yield Server(base_url, process.pid)
     finally:
         process.terminate()
         try:
