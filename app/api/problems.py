@@ -10,10 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.limits import BODY_TOO_LARGE, media_type_problem
 from app.cursor import InvalidCursor
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
@@ -67,6 +70,37 @@ async def validation_failed(request: Request, error: Exception) -> JSONResponse:
     return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
+# FastAPI's 400 when reading the body raised anything but a JSON syntax error; the cause says what it was.
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _unreadable_body(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "its JSON is nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"it is not valid UTF-8 (byte {cause.start}), and JSON must be"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "a number in it has more than 4300 digits"
+    return "it is not well-formed for its Content-Type"
+
+
+async def http_problem(request: Request, error: Exception) -> Response:
+    """FastAPI's handler, except for a body that could not be parsed: a 422 that says why, instead of a vague 400.
+
+    Its shape is that of every other 422, like FastAPI's own for a JSON syntax error; a body of the wrong media
+    type (which can fail to parse too, e.g. broken multipart) is the 415 it would get had it parsed.
+    """
+    assert isinstance(error, StarletteHTTPException)
+    cause = error.__cause__
+    if error.status_code != 400 or error.detail != FASTAPI_BODY_ERROR or cause is None:
+        return await http_exception_handler(request, error)
+    problem = media_type_problem(request)
+    if problem is not None:
+        return JSONResponse(status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, content={"detail": problem})
+    invalid = {"type": "json_invalid", "loc": ("body",), "msg": f"The body cannot be read: {_unreadable_body(cause)}"}
+    return await validation_failed(request, RequestValidationError([{**invalid, "input": {}}]))
+
+
 def register_problem_handlers(app: FastAPI) -> None:
     async def invalid_cursor(request: Request, error: Exception) -> JSONResponse:
         # A bad cursor reads like any other validation error, naming the `cursor` query parameter.
@@ -85,6 +119,7 @@ def register_problem_handlers(app: FastAPI) -> None:
         return precondition_failed(error.current)
 
     app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(AccountGone, account_gone)
     app.add_exception_handler(TaskNotFound, task_not_found)
@@ -128,6 +163,15 @@ R503: dict[int | str, dict[str, Any]] = {
         ),
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
+}
+R413: dict[int | str, dict[str, Any]] = {
+    413: _doc("The request body is over 1 MB; nothing was read or written", BODY_TOO_LARGE)
+}
+R415: dict[int | str, dict[str, Any]] = {
+    415: _doc(
+        "The body is not of the media type this operation takes (see requestBody)",
+        "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
+    )
 }
 R412: dict[int | str, dict[str, Any]] = {
     412: _doc(

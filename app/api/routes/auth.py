@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
-from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL
+from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL, R415
 from app.models.auth import LoginForm, RegisterRequest, Token
 from app.queries import users as user_queries
 from app.security import create_access_token, hash_password, verify_password
@@ -25,7 +25,7 @@ BAD_CREDENTIALS = "Incorrect email or password."
     operation_id="auth_register",
     status_code=status.HTTP_201_CREATED,
     response_model=Token,
-    responses=R409_EMAIL,
+    responses=R409_EMAIL | R415,
 )
 async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
     """Registers `email` (unique ignoring case) and returns a bearer token for the new account."""
@@ -42,7 +42,7 @@ async def register(body: RegisterRequest, connection: ConnectionDep) -> Token:
     summary="Log in with email and password (OAuth2 password form)",
     operation_id="auth_token",
     response_model=Token,
-    responses=R401_LOGIN,
+    responses=R401_LOGIN | R415,
 )
 async def login(form: Annotated[LoginForm, Form()], connection: ConnectionDep) -> Token:
     """Exchanges `username` (the email) and `password` for a bearer token (the form /docs Authorize sends)."""
