@@ -28,16 +28,24 @@ TOO_LARGE = "larger than 1,048,576 bytes"
 BIG = json.dumps({"title": "big", "description": "x" * MAX_BODY_BYTES})
 
 
-async def counts(db) -> tuple[int, int]:
-    return await db.fetchval("SELECT count(*) FROM users"), await db.fetchval("SELECT count(*) FROM tasks")
+STATE = """
+SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM tasks) AS tasks,
+       (SELECT md5(coalesce(string_agg(u::text, ',' ORDER BY u.id), '')) FROM users u) AS users_digest,
+       (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t.id), '')) FROM tasks t) AS tasks_digest
+"""
+
+
+async def table_state(db) -> dict[str, Any]:
+    """The row counts of users and tasks and a digest of every row: any insert, update or delete changes it."""
+    return dict(await db.fetchrow(STATE))
 
 
 @pytest.fixture
 async def arranged(client, db):
-    """An account with one task, and the row counts before the hostile request."""
+    """An account with one task, and the state of the tables before the hostile request."""
     account = await make_account(db)
     task = await create_task(client, account, title="Keep me", tags=["keep"])
-    return account, task, await counts(db)
+    return account, task, await table_state(db)
 
 
 def details(response: httpx.Response) -> str:
@@ -95,7 +103,7 @@ async def test_a_body_over_1_mb_is_a_413_and_nothing_is_written(client, db, arra
     response = await client.request(method, path, content=BIG, headers={**JSON, **account.headers})
     assert response.status_code == 413, response.text
     assert TOO_LARGE in response.json()["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_a_route_that_never_reads_its_body_is_not_run_for_a_413(client, db, arranged):
@@ -105,7 +113,7 @@ async def test_a_route_that_never_reads_its_body_is_not_run_for_a_413(client, db
         "DELETE", f"/api/v1/tasks/{task['id']}", content=BIG, headers={**JSON, **account.headers}
     )
     assert response.status_code == 413
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_a_chunked_body_without_content_length_is_counted(client, db, arranged):
@@ -120,7 +128,7 @@ async def test_a_chunked_body_without_content_length_is_counted(client, db, arra
     response = await client.send(request)
     assert response.status_code == 413
     assert TOO_LARGE in response.json()["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_a_lying_content_length_does_not_get_a_big_body_through(db, arranged):
@@ -129,7 +137,7 @@ async def test_a_lying_content_length_does_not_get_a_big_body_through(db, arrang
     headers.append((b"authorization", account.headers["Authorization"].encode()))
     status, body = await raw_request("POST", "/api/v1/tasks", headers=headers, body=BIG.encode())
     assert status == 413 and TOO_LARGE in body["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_a_body_of_exactly_1_mb_is_let_through_to_validation(client, arranged):
@@ -149,7 +157,7 @@ async def test_a_body_over_1_mb_through_the_lambda_handler_is_a_413(invoke, db, 
     response = await invoke(event)
     assert response["statusCode"] == 413, response
     assert TOO_LARGE in response_json(response)["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 # ---------------------------------------------------------------- deeply nested JSON
@@ -173,7 +181,7 @@ async def test_deeply_nested_json_is_a_422(client, db, arranged, method, path, b
     response = await client.request(method, path, content=body, headers={**JSON, **account.headers})
     assert response.status_code == 422, response.text
     assert "The body cannot be read: its JSON is nested too deeply" in details(response)
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_json_nested_up_to_and_past_the_parser_limit_is_always_a_422(client, db, arranged):
@@ -186,7 +194,39 @@ async def test_json_nested_up_to_and_past_the_parser_limit_is_always_a_422(clien
         assert response.status_code == 422, (depth, response.text)
         if depth == 100:
             assert response.json()["detail"][0]["loc"][:2] == ["body", "tags"]  # parsed, then validated
-    assert await counts(db) == before
+    assert await table_state(db) == before
+
+
+# ---------------------------------------------------------------- wide bodies: a 422 stays small
+
+WIDE = {
+    "extra-keys": '{"title": "t", ' + ",".join(f'"k{i}": 1' for i in range(60_000)) + "}",
+    "many-bad-tags": '{"title": "t", "tags": [' + ",".join(["1"] * 300_000) + "]}",
+    "long-title": json.dumps({"title": "x" * 900_000}),
+    "long-list-as-title": '{"title": [' + ",".join(["1"] * 300_000) + "]}",
+}
+
+
+@pytest.mark.parametrize("body", WIDE.values(), ids=WIDE.keys())
+async def test_a_body_failing_in_many_places_gets_a_small_422(client, db, arranged, body):
+    """Under 1 MB, yet unbounded its 422 would echo it many times over: 7 MB for 60,000 extra keys, more than a
+    Lambda response may carry. At most 20 errors are listed, and no input over ~1,000 characters is echoed."""
+    account, _, before = arranged
+    response = await client.post("/api/v1/tasks", content=body, headers={**JSON, **account.headers})
+    assert response.status_code == 422, response.text[:500]
+    assert len(response.content) < 10_000
+    errors = response.json()["detail"]
+    assert 1 <= len(errors) <= 21
+    assert all(len(json.dumps(error.get("input", ""))) < 1100 for error in errors)
+    assert await table_state(db) == before
+
+
+async def test_the_errors_left_out_are_counted(client, arranged):
+    account, _, _ = arranged
+    response = await client.post("/api/v1/tasks", content=WIDE["extra-keys"], headers={**JSON, **account.headers})
+    errors = response.json()["detail"]
+    assert len(errors) == 21 and errors[0]["type"] == "extra_forbidden"
+    assert errors[-1] == {"type": "too_many_errors", "loc": ["body"], "msg": "... and 59980 more errors like these"}
 
 
 # ---------------------------------------------------------------- NUL, invalid UTF-8, lone surrogates
@@ -235,7 +275,7 @@ async def test_nul_and_lone_surrogates_in_json_strings_are_a_422(client, db, arr
     response = await client.request(method, path, content=body, headers={**JSON, **account.headers})
     assert response.status_code == 422, response.text
     assert message in details(response)
-    assert await counts(db) == before
+    assert await table_state(db) == before
     assert (await client.get("/api/v1/users/me", headers=account.headers)).json()["full_name"] is None
 
 
@@ -261,7 +301,7 @@ async def test_invalid_utf8_in_a_json_body_is_a_422_that_says_so(client, db, arr
     text = details(response)
     # (JSON's parser reads UTF-8-encoded surrogates as surrogates: the text rule refuses them.)
     assert "not valid UTF-8" in text or "JSON decode error" in text or SURROGATE_MESSAGE in text, text
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 @pytest.mark.parametrize("field", ["username", "password"])
@@ -302,7 +342,7 @@ async def test_nul_in_the_query_string_is_a_422_naming_the_parameter(db, arrange
     status, body = await raw_request("GET", "/api/v1/tasks", query=query, headers=headers)
     assert status == 422, body
     assert field in {part for error in body["detail"] for part in error["loc"]}
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 @pytest.mark.parametrize("query", [b"q=%ff%fe", b"q=\xff", b"q=%ED%A0%80", b"tag=%C3", b"any_tag=\xe9t\xe9"])
@@ -323,7 +363,7 @@ async def test_a_task_id_that_is_not_a_uuid_is_a_422(client, db, arranged, task_
         response = await client.request(method, f"/api/v1/tasks/{task_id}", headers=account.headers, **kwargs)
         assert response.status_code == 422, (method, response.text)
         assert "task_id" in response.text
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 @pytest.mark.parametrize(
@@ -340,7 +380,7 @@ async def test_a_hostile_if_match_is_a_400_and_nothing_changes(db, arranged, if_
         status, answer = await raw_request(method, f"/api/v1/tasks/{task['id']}", headers=headers, body=body)
         assert status == 400, (method, answer)
         assert "If-Match" in answer["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
     assert await db.fetchval("SELECT title FROM tasks WHERE id = $1", uuid.UUID(task["id"])) == "Keep me"
 
 
@@ -351,7 +391,7 @@ async def test_a_hostile_authorization_header_is_a_401(db, arranged, authorizati
     status, body = await raw_request("POST", "/api/v1/tasks", headers=headers, body=b'{"title": "x"}')
     assert status == 401, body
     assert "log in again" in body["detail"] or "Not authenticated" in body["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 # ---------------------------------------------------------------- SQL metacharacters, treated literally
@@ -396,7 +436,7 @@ async def test_sql_metacharacters_in_a_cursor_are_a_422(client, db, arranged, cu
     response = await client.get("/api/v1/tasks", params={"cursor": cursor}, headers=account.headers)
     assert response.status_code == 422, response.text
     assert "cursor" in details(response)
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 # ---------------------------------------------------------------- enormous numbers
@@ -434,7 +474,7 @@ async def test_enormous_numbers_in_a_body_are_a_422(client, db, arranged, body):
     account, _, before = arranged
     response = await client.post("/api/v1/tasks", content=body, headers={**JSON, **account.headers})
     assert response.status_code == 422, response.text
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 async def test_a_json_integer_over_4300_digits_is_named_in_the_error(client, arranged):
@@ -478,7 +518,7 @@ async def test_a_json_operation_refuses_other_media_types_with_415(
     response = await client.request(method, path, content=body, headers=headers)
     assert response.status_code == 415, response.text
     assert "takes a body of type application/json" in response.json()["detail"]
-    assert await counts(db) == before
+    assert await table_state(db) == before
 
 
 @pytest.mark.parametrize(
@@ -504,7 +544,7 @@ async def test_the_login_form_refuses_other_media_types_with_415(client, content
 async def test_registration_as_a_form_is_a_415_and_creates_no_account(client, db):
     response = await client.post("/api/v1/auth/register", data={"email": "form@example.com", "password": PASSWORD})
     assert response.status_code == 415
-    assert await counts(db) == (0, 0)
+    assert (await table_state(db))["users"] == 0
 
 
 @pytest.mark.parametrize(
@@ -523,4 +563,4 @@ async def test_an_empty_body_without_content_type_is_a_422_for_the_missing_body(
     response = await client.post("/api/v1/tasks", headers=account.headers)
     assert response.status_code == 422
     assert "Field required" in details(response)
-    assert await counts(db) == before
+    assert await table_state(db) == before

@@ -63,10 +63,48 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+# A 1 MB body can fail validation in 100,000 places, each echoing its input: unbounded, that 422 runs to tens
+# of MB (and seconds of CPU), past the 6 MB a Lambda response may carry (API Gateway would answer 502).
+MAX_ERRORS = 20
+MAX_ECHO = 1000  # roughly, in characters of the echoed input
+
+
+def _larger_than(value: Any, budget: int) -> bool:
+    """Whether `value` (parsed JSON, any depth) holds more than about `budget` characters; stops early."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            budget -= len(item)
+        elif isinstance(item, dict):
+            budget -= len(item) + 1
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            budget -= len(item) + 1
+            stack.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            return True
+    return False
+
+
+def _bounded(error: dict[str, Any]) -> dict[str, Any]:
+    if "input" in error and _larger_than(error["input"], MAX_ECHO):
+        return {**error, "input": f"[not echoed: over {MAX_ECHO} characters]"}
+    return error
+
+
 async def validation_failed(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422 shape, with secrets removed from the echoed input."""
+    """FastAPI's 422 shape, with secrets removed from the echoed input, and bounded in size."""
     assert isinstance(error, RequestValidationError)
-    errors = [_redact(dict(item)) for item in error.errors()]
+    found = error.errors()
+    errors = [_bounded(_redact(dict(item))) for item in found[:MAX_ERRORS]]
+    if len(found) > MAX_ERRORS:
+        more = len(found) - MAX_ERRORS
+        where = list(found[MAX_ERRORS]["loc"][:1])  # "body" or "query"
+        errors.append({"type": "too_many_errors", "loc": where, "msg": f"... and {more} more errors like these"})
     return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
 
