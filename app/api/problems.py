@@ -6,6 +6,7 @@ Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenti
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -118,7 +119,7 @@ def _unreadable_body(cause: BaseException) -> str:
     if isinstance(cause, UnicodeDecodeError):
         return f"it is not valid UTF-8 (byte {cause.start}), and JSON must be"
     if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-        return "a number in it has more than 4300 digits"
+        return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
     return "it is not well-formed for its Content-Type"
 
 
