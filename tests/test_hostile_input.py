@@ -17,7 +17,7 @@ import pytest
 
 from app.api.limits import MAX_BODY_BYTES
 from app.main import app
-from app.models.fields import NUL_MESSAGE, SURROGATE_MESSAGE
+from app.models.fields import NOT_A_NUMBER_MESSAGE, NUL_MESSAGE, SURROGATE_MESSAGE
 from tests.api import PASSWORD, create_task, make_account
 from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures: the real Lambda handler
 from tests.aws_lambda.support import EVENT_FILES, adapt, response_json
@@ -496,6 +496,29 @@ async def test_a_json_integer_over_4300_digits_is_named_in_the_error(client, arr
     )
     assert response.status_code == 422
     assert "more than 4300 digits" in details(response)
+
+
+@pytest.mark.parametrize(
+    "due_date", ["0", "1700000000", "1700000000000", "1e309", "-1", "true", str(10**20), '"0.5"', '"1700000000"']
+)
+async def test_a_due_date_given_as_a_number_is_a_422_not_unix_time(client, db, arranged, due_date):
+    account, task, before = arranged
+    body = '{"title": "t", "due_date": ' + due_date + "}"
+    response = await client.post("/api/v1/tasks", content=body, headers={**JSON, **account.headers})
+    assert response.status_code == 422, response.text
+    assert NOT_A_NUMBER_MESSAGE in details(response) or "valid datetime" in details(response)
+    patch = await client.patch(f"/api/v1/tasks/{task['id']}", content=body, headers={**JSON, **account.headers})
+    assert patch.status_code == 422, patch.text
+    assert await table_state(db) == before
+
+
+@pytest.mark.parametrize("parameter", ["due_before", "due_after"])
+@pytest.mark.parametrize("value", ["0", "0.5", "1700000000", "-1e3", " 12 "])
+async def test_a_due_filter_given_as_a_number_is_a_422(client, arranged, parameter, value):
+    account, _, _ = arranged
+    response = await client.get("/api/v1/tasks", params={parameter: value}, headers=account.headers)
+    assert response.status_code == 422, response.text
+    assert NOT_A_NUMBER_MESSAGE in details(response)
 
 
 # ---------------------------------------------------------------- wrong content types -> 415

@@ -100,7 +100,22 @@ TagList = Annotated[
         examples=[["errand", "home"]],
     ),
 ]
-OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
+NOT_A_NUMBER_MESSAGE = "must be an ISO 8601 date-time string such as 2026-05-01T17:00:00Z, not a number"
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def reject_number(value: object) -> object:
+    # Pydantic would read a number, or a string of one, as Unix time (seconds, or milliseconds past a size),
+    # silently: 0 and "0.5" became 1970-01-01. The schema says a date-time string, and a number is far more
+    # likely a mistake than meant.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(NOT_A_NUMBER_MESSAGE)
+    return value
+
+
+OffsetDatetime = Annotated[datetime, BeforeValidator(reject_number), AfterValidator(require_offset)]
 
 # "2026-05-01T17:00:00 02:00": an unencoded "+" in a URL query arrives as a space.
 _PLUS_DECODED_AS_SPACE = re.compile(r".*\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
@@ -112,7 +127,9 @@ def hint_encoded_plus(value: object) -> object:
     return value
 
 
-QueryDatetime = Annotated[datetime, BeforeValidator(hint_encoded_plus), AfterValidator(require_offset)]
+QueryDatetime = Annotated[
+    datetime, BeforeValidator(hint_encoded_plus), BeforeValidator(reject_number), AfterValidator(require_offset)
+]
 
 Email = Annotated[EmailStr, STORABLE, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[
