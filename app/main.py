@@ -6,6 +6,7 @@ Startup does no database work (Mangum runs with lifespan="off"; the first reques
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.limits import BodySizeLimit
 from app.api.problems import register_problem_handlers
 from app.api.router import api_router
 from app.config import settings
@@ -23,6 +24,7 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.add_middleware(BodySizeLimit)  # added before CORS, so that its 413 gets CORS headers too
     if settings.ALLOWED_ORIGINS:
         app.add_middleware(
             CORSMiddleware,

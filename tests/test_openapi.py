@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 EXPECTED_OPERATIONS = {
-    ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "422"}),
-    ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "422"}),
+    ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "415", "422"}),
+    ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "415", "422"}),
     ("get", "/api/v1/users/me"): ("users_get_me", {"200", "401"}),
-    ("patch", "/api/v1/users/me"): ("users_update_me", {"200", "400", "401", "422"}),
+    ("patch", "/api/v1/users/me"): ("users_update_me", {"200", "400", "401", "415", "422"}),
     ("delete", "/api/v1/users/me"): ("users_delete_me", {"204", "401"}),
     ("get", "/api/v1/tasks"): ("tasks_list", {"200", "401", "422"}),
-    ("post", "/api/v1/tasks"): ("tasks_create", {"201", "401", "422"}),
+    ("post", "/api/v1/tasks"): ("tasks_create", {"201", "401", "415", "422"}),
     ("get", "/api/v1/tasks/{task_id}"): ("tasks_get", {"200", "401", "404", "422"}),
-    ("patch", "/api/v1/tasks/{task_id}"): ("tasks_update", {"200", "400", "401", "404", "412", "422"}),
+    ("patch", "/api/v1/tasks/{task_id}"): ("tasks_update", {"200", "400", "401", "404", "412", "415", "422"}),
     ("delete", "/api/v1/tasks/{task_id}"): ("tasks_delete", {"204", "400", "401", "404", "412", "422"}),
     ("get", "/api/v1/tags"): ("tags_list", {"200", "401"}),
 }
@@ -31,6 +31,16 @@ async def test_every_route_has_a_summary_a_description_and_a_unique_operation_id
         assert statuses <= set(op["responses"]), (operation_id, set(op["responses"]))
         if "401" in statuses and operation_id != "auth_token":
             assert op["security"] == [{"OAuth2PasswordBearer": []}], operation_id
+
+
+async def test_every_operation_documents_413_and_every_one_with_a_body_415(client):
+    """Any request can be too large (app.api.limits refuses it before routing); only a body has a media type."""
+    spec = (await client.get("/openapi.json")).json()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            assert "413" in op["responses"], (method, path)
+            assert ("415" in op["responses"]) == ("requestBody" in op), (method, path)
+            assert "1 MB" in op["responses"]["413"]["description"]
 
 
 async def test_schemas_carry_examples_and_the_due_date_rule(client):

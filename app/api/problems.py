@@ -6,14 +6,18 @@ Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenti
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.limits import BODY_TOO_LARGE, media_type_problem
 from app.cursor import InvalidCursor
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
@@ -60,11 +64,80 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+# A 1 MB body can fail validation in 100,000 places, each echoing its input: unbounded, that 422 runs to tens
+# of MB (and seconds of CPU), past the 6 MB a Lambda response may carry (API Gateway would answer 502).
+MAX_ERRORS = 20
+MAX_ECHO = 1000  # roughly, in characters of the echoed input
+
+
+def _larger_than(value: Any, budget: int) -> bool:
+    """Whether `value` (parsed JSON, any depth) holds more than about `budget` characters; stops early."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            budget -= len(item)
+        elif isinstance(item, dict):
+            budget -= len(item) + 1
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            budget -= len(item) + 1
+            stack.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            return True
+    return False
+
+
+def _bounded(error: dict[str, Any]) -> dict[str, Any]:
+    if "input" in error and _larger_than(error["input"], MAX_ECHO):
+        return {**error, "input": f"[not echoed: over {MAX_ECHO} characters]"}
+    return error
+
+
 async def validation_failed(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422 shape, with secrets removed from the echoed input."""
+    """FastAPI's 422 shape, with secrets removed from the echoed input, and bounded in size."""
     assert isinstance(error, RequestValidationError)
-    errors = [_redact(dict(item)) for item in error.errors()]
+    found = error.errors()
+    errors = [_bounded(_redact(dict(item))) for item in found[:MAX_ERRORS]]
+    if len(found) > MAX_ERRORS:
+        more = len(found) - MAX_ERRORS
+        where = list(found[MAX_ERRORS]["loc"][:1])  # "body" or "query"
+        errors.append({"type": "too_many_errors", "loc": where, "msg": f"... and {more} more errors like these"})
     return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
+# FastAPI's 400 when reading the body raised anything but a JSON syntax error; the cause says what it was.
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _unreadable_body(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "its JSON is nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"it is not valid UTF-8 (byte {cause.start}), and JSON must be"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"a number in it has more than {sys.get_int_max_str_digits()} digits"
+    return "it is not well-formed for its Content-Type"
+
+
+async def http_problem(request: Request, error: Exception) -> Response:
+    """FastAPI's handler, except for a body that could not be parsed: a 422 that says why, instead of a vague 400.
+
+    Its shape is that of every other 422, like FastAPI's own for a JSON syntax error; a body of the wrong media
+    type (which can fail to parse too, e.g. broken multipart) is the 415 it would get had it parsed.
+    """
+    assert isinstance(error, StarletteHTTPException)
+    cause = error.__cause__
+    if error.status_code != 400 or error.detail != FASTAPI_BODY_ERROR or cause is None:
+        return await http_exception_handler(request, error)
+    problem = media_type_problem(request)
+    if problem is not None:
+        return JSONResponse(status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, content={"detail": problem})
+    invalid = {"type": "json_invalid", "loc": ("body",), "msg": f"The body cannot be read: {_unreadable_body(cause)}"}
+    return await validation_failed(request, RequestValidationError([{**invalid, "input": {}}]))
 
 
 def register_problem_handlers(app: FastAPI) -> None:
@@ -85,6 +158,7 @@ def register_problem_handlers(app: FastAPI) -> None:
         return precondition_failed(error.current)
 
     app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
     app.add_exception_handler(AccountGone, account_gone)
     app.add_exception_handler(TaskNotFound, task_not_found)
@@ -128,6 +202,15 @@ R503: dict[int | str, dict[str, Any]] = {
         ),
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
+}
+R413: dict[int | str, dict[str, Any]] = {
+    413: _doc("The request body is over 1 MB; nothing was read or written", BODY_TOO_LARGE)
+}
+R415: dict[int | str, dict[str, Any]] = {
+    415: _doc(
+        "The body is not of the media type this operation takes (see requestBody)",
+        "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
+    )
 }
 R412: dict[int | str, dict[str, Any]] = {
     412: _doc(

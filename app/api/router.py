@@ -1,11 +1,14 @@
 """All routes of API version 1, mounted under /api/v1 by app.main."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from app.api.problems import R503
+from app.api.limits import require_declared_media_type
+from app.api.problems import R413, R503
 from app.api.routes import auth, health, tags, tasks, users
 
-api_router = APIRouter()
+# Every route: a body over 1 MB is refused (app.api.limits.BodySizeLimit), one of another media type than
+# the route's requestBody is a 415 (each route with a body documents it).
+api_router = APIRouter(dependencies=[Depends(require_declared_media_type)], responses=R413)
 api_router.include_router(health.router)
 for module in (auth, users, tasks, tags):
     api_router.include_router(module.router, responses=R503)

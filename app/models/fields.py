@@ -32,6 +32,16 @@ def storable_text(value: str) -> str:
     return value
 
 
+def storable_if_text(value: object) -> object:
+    # Before pydantic's own str validation, which refuses a lone surrogate with a vaguer message ("unable to
+    # parse raw data as a unicode string"); anything that is not a str is left for it to refuse.
+    return storable_text(value) if isinstance(value, str) else value
+
+
+# Runs before the type's own validation, so both rules report their own message for every text field.
+STORABLE = BeforeValidator(storable_if_text)
+
+
 def require_offset(value: datetime) -> datetime:
     """Accept only timezone-aware datetimes and normalise them to UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -62,18 +72,18 @@ def limit_tags(tags: list[str]) -> list[str]:
     return tags
 
 
-StorableStr = Annotated[str, AfterValidator(storable_text)]
+StorableStr = Annotated[str, STORABLE]
 
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(storable_text),
+    STORABLE,
     Field(description="1 to 200 characters after trimming surrounding whitespace.", examples=["Buy milk"]),
 ]
 Description = Annotated[
     str,
     StringConstraints(max_length=10_000),
-    AfterValidator(storable_text),
+    STORABLE,
     Field(description="Up to 10,000 characters.", examples=["Semi-skimmed, two litres"]),
 ]
 Tag = Annotated[
@@ -90,7 +100,22 @@ TagList = Annotated[
         examples=[["errand", "home"]],
     ),
 ]
-OffsetDatetime = Annotated[datetime, AfterValidator(require_offset)]
+NOT_A_NUMBER_MESSAGE = "must be an ISO 8601 date-time string such as 2026-05-01T17:00:00Z, not a number"
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def reject_number(value: object) -> object:
+    # Pydantic would read a number, or a string of one, as Unix time (seconds, or milliseconds past a size),
+    # silently: 0 and "0.5" became 1970-01-01. The schema says a date-time string, and a number is far more
+    # likely a mistake than meant.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(NOT_A_NUMBER_MESSAGE)
+    return value
+
+
+OffsetDatetime = Annotated[datetime, BeforeValidator(reject_number), AfterValidator(require_offset)]
 
 # "2026-05-01T17:00:00 02:00": an unencoded "+" in a URL query arrives as a space.
 _PLUS_DECODED_AS_SPACE = re.compile(r".*\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
@@ -102,18 +127,20 @@ def hint_encoded_plus(value: object) -> object:
     return value
 
 
-QueryDatetime = Annotated[datetime, BeforeValidator(hint_encoded_plus), AfterValidator(require_offset)]
+QueryDatetime = Annotated[
+    datetime, BeforeValidator(hint_encoded_plus), BeforeValidator(reject_number), AfterValidator(require_offset)
+]
 
-Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
+Email = Annotated[EmailStr, STORABLE, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[
     str,
     StringConstraints(min_length=8, max_length=128),
-    AfterValidator(storable_text),
+    STORABLE,
     Field(description="8 to 128 characters.", examples=["correct horse battery"]),
 ]
 FullName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(storable_text),
+    STORABLE,
     Field(description="1 to 200 characters after trimming.", examples=["Ada Lovelace"]),
 ]

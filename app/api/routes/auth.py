@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
-from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL
+from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL, R415
 from app.api.rate_limit import R429, ip_key, login_limit, recently_limited, register_limit, too_many_attempts
 from app.models.auth import LoginForm, RegisterRequest, Token
 from app.queries import users as user_queries
@@ -31,7 +31,7 @@ BAD_CREDENTIALS = "Incorrect email or password."
     operation_id="auth_register",
     status_code=status.HTTP_201_CREATED,
     response_model=Token,
-    responses=R409_EMAIL | R429,
+    responses=R409_EMAIL | R415 | R429,
 )
 async def register(body: RegisterRequest, request: Request, connection: ConnectionDep) -> Token:
     """Registers `email` (unique ignoring case) and returns a bearer token for the new account."""
@@ -57,7 +57,7 @@ async def register(body: RegisterRequest, request: Request, connection: Connecti
     summary="Log in with email and password (OAuth2 password form)",
     operation_id="auth_token",
     response_model=Token,
-    responses=R401_LOGIN | R429,
+    responses=R401_LOGIN | R415 | R429,
 )
 async def login(form: Annotated[LoginForm, Form()], request: Request, connection: ConnectionDep) -> Token:
     """Exchanges `username` (the email) and `password` for a bearer token (the form /docs Authorize sends)."""

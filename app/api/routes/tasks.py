@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch
-from app.api.problems import R400_IF_MATCH, R401, R404, R412
+from app.api.problems import R400_IF_MATCH, R401, R404, R412, R415
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import tasks as task_queries
 
@@ -42,7 +42,7 @@ async def list_tasks(
     operation_id="tasks_create",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses=R401,
+    responses=R401 | R415,
 )
 async def create_task(
     body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request, response: Response
@@ -70,7 +70,7 @@ async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionD
     summary="Update a task (partial)",
     operation_id="tasks_update",
     response_model=TaskRead,
-    responses=R400_IF_MATCH | R401 | R404 | R412,
+    responses=R400_IF_MATCH | R401 | R404 | R412 | R415,
 )
 async def update_task(
     task_id: TaskId,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
-from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD
+from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD, R415
 from app.models.user import UserRead, UserUpdate
 from app.queries import users as user_queries
 from app.security import hash_password, verify_password
@@ -27,7 +27,7 @@ async def read_me(token: CurrentToken, connection: ConnectionDep) -> UserRead:
     summary="Update the current user",
     operation_id="users_update_me",
     response_model=UserRead,
-    responses=R400_PASSWORD | R401 | R409_PASSWORD,
+    responses=R400_PASSWORD | R401 | R409_PASSWORD | R415,
 )
 async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> UserRead:
     """Changes `full_name` (null clears it) and/or the password (which needs `current_password`).
