@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 EXPECTED_OPERATIONS = {
-    ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "415", "422"}),
-    ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "415", "422"}),
+    ("post", "/api/v1/auth/register"): ("auth_register", {"201", "409", "415", "422", "429"}),
+    ("post", "/api/v1/auth/token"): ("auth_token", {"200", "401", "415", "422", "429"}),
     ("get", "/api/v1/users/me"): ("users_get_me", {"200", "401"}),
     ("patch", "/api/v1/users/me"): ("users_update_me", {"200", "400", "401", "415", "422"}),
     ("delete", "/api/v1/users/me"): ("users_delete_me", {"204", "401"}),
@@ -41,6 +41,17 @@ async def test_every_operation_documents_413_and_every_one_with_a_body_415(clien
             assert "413" in op["responses"], (method, path)
             assert ("415" in op["responses"]) == ("requestBody" in op), (method, path)
             assert "1 MB" in op["responses"]["413"]["description"]
+
+
+async def test_every_database_backed_operation_documents_503_and_504(client):
+    """app/errors.py answers an unreachable database with 503 and a statement past its timeout with 504."""
+    spec = (await client.get("/openapi.json")).json()
+    for path, item in spec["paths"].items():
+        if path.startswith("/api/v1/health"):
+            continue  # liveness never touches the database; readiness documents its own 503 body
+        for method, op in item.items():
+            assert {"503", "504"} <= set(op["responses"]), (method, path)
+            assert "Retry-After" in op["responses"]["503"]["headers"], (method, path)
 
 
 async def test_schemas_carry_examples_and_the_due_date_rule(client):

@@ -203,6 +203,15 @@ R503: dict[int | str, dict[str, Any]] = {
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
 }
+R504: dict[int | str, dict[str, Any]] = {
+    504: {
+        **_doc(
+            "A statement ran past DB_COMMAND_TIMEOUT (or the role's statement_timeout) and was cancelled",
+            "The database took longer than 15 s to answer; the statement was cancelled. Retry later.",
+        ),
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    }
+}
 R413: dict[int | str, dict[str, Any]] = {
     413: _doc("The request body is over 1 MB; nothing was read or written", BODY_TOO_LARGE)
 }
