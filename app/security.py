@@ -6,6 +6,8 @@ import on a Lambda cold start.
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,16 +38,26 @@ def _hasher() -> PasswordHash:
 DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$dO7irFe0156ae2bzVePxEQ$bttohWoIVZVxKS/+KfVUhodzOrbXHAhdDjsvw7Kg73g"
 
 
+# Each argon2 hash or verify holds 64 MiB (m=65536) for its duration, and Starlette's threadpool runs up to 40
+# of them at once: a burst of 50 registrations took a uvicorn server to 2.5 GB (bench/load.py). More hashes in
+# flight than cores only queue inside the CPU anyway, so this bounds memory at no cost in throughput. (On Lambda
+# a process serves one request at a time, so it never waits here.)
+HASHING_SLOTS = max(2, os.cpu_count() or 2)
+_hashing = threading.BoundedSemaphore(HASHING_SLOTS)
+
+
 def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+    with _hashing:
+        return _hasher().hash(password)
 
 
 def verify_password(password: str, hashed: str | None) -> bool:
     """Check `password` against `hashed`; with `hashed=None` do the same work and return False."""
-    if hashed is None:
-        _hasher().verify(password, DUMMY_HASH)
-        return False
-    return _hasher().verify(password, hashed)
+    with _hashing:
+        if hashed is None:
+            _hasher().verify(password, DUMMY_HASH)
+            return False
+        return _hasher().verify(password, hashed)
 
 
 def create_access_token(user_id: uuid.UUID, *, now: datetime | None = None, minutes: int | None = None) -> str:

@@ -241,3 +241,33 @@ async def test_concurrent_creates_by_one_user_lose_nothing(api, db):
     rows = await db.fetch("SELECT id, title FROM tasks WHERE user_id = $1", account.id)
     assert {str(row["id"]): row["title"] for row in rows} == answered
     assert sorted(answered.values()) == sorted(f"task {i}" for i in range(CREATES))
+
+
+async def test_password_hashing_in_flight_is_bounded_by_the_cores(client, monkeypatch):
+    """50 registrations at once run at most HASHING_SLOTS argon2 hashes at a time (64 MiB each), not 40.
+
+    The hasher is the real one, wrapped to count how many calls are inside it at once."""
+    import threading
+
+    from app import security
+
+    hasher = security._hasher()
+    real_hash = hasher.hash
+    lock, inside, peak = threading.Lock(), 0, 0
+
+    def counting_hash(password: str) -> str:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        try:
+            return real_hash(password)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(hasher, "hash", counting_hash)
+    bodies = [{"email": f"burst-{i}@example.com", "password": "long enough"} for i in range(CONCURRENCY)]
+    responses = await asyncio.gather(*(client.post(REGISTER, json=body) for body in bodies))
+    assert statuses(responses) == {201: CONCURRENCY}, statuses(responses)
+    assert 1 < peak <= security.HASHING_SLOTS
