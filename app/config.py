@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
     API_BASE_PATH: str = ""
 
+    # Level of the root logger (app/observability.py); SQL statement logging is DB_ECHO's, not this.
+    LOG_LEVEL: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:

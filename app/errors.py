@@ -47,8 +47,9 @@ def is_database_unavailable(error: BaseException) -> bool:
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     if not is_database_unavailable(error):
         raise error
-    # Log the type only: messages of connection errors can carry host names and user names.
-    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, type(error).__name__)
+    # Log the type only: messages of connection errors can carry host names and user names. The method and
+    # route are on the request's own line (app/observability.py), which has the same request_id.
+    logger.warning("database unavailable: %s", type(error).__name__, extra={"fields": {"error": type(error).__name__}})
     return database_unavailable_response()
 
 

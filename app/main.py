@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, middleware and exception handlers. `app = create_app()`.
+"""The FastAPI application: routers, middleware and exception handlers. `configure_logging(settings.LOG_LEVEL)
+app = create_app()`.
 
 Startup does no database work (Mangum runs with lifespan="off"; the first request opens the first connection).
 """
@@ -10,12 +11,20 @@ from app.api.problems import register_problem_handlers
 from app.api.router import api_router
 from app.config import settings
 from app.errors import register_error_handlers
+from app.observability import RequestLogMiddleware, configure_logging
 
 API_PREFIX = "/api/v1"
 
 
+class TaskAPI(FastAPI):
+    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+        # Outside everything FastAPI adds (ServerErrorMiddleware included): one log line and an X-Request-ID
+        # for every response, the 500s, 413s and 503s of the inner layers too.
+        return RequestLogMiddleware(super().build_middleware_stack())
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = TaskAPI(
         title="Task API",
         version="1.0.0",
         summary="Tasks with status, priority, due dates and tags; JWT auth; on AWS Lambda and Neon Postgres.",
@@ -29,7 +38,7 @@ def create_app() -> FastAPI:
             allow_origins=settings.ALLOWED_ORIGINS,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Location"],
+            expose_headers=["ETag", "Location", "X-Request-ID"],
         )
     register_error_handlers(app)
     register_problem_handlers(app)
@@ -37,4 +46,5 @@ def create_app() -> FastAPI:
     return app
 
 
+configure_logging(settings.LOG_LEVEL)
 app = create_app()
