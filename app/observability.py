@@ -215,8 +215,9 @@ class JsonFormatter(logging.Formatter):
 # - mangum.http logs "GET /raw/path 200" per request: a duplicate of ours, with ids in the path;
 # - uvicorn.access logs the same with the full query string, which may carry secrets;
 # - sqlalchemy.engine at INFO logs statements and parameters, at DEBUG result rows (password hashes). SQL
-#   logging is opt-in through DB_ECHO, which sets its own logger level.
-QUIET_LOGGERS = ("mangum", "uvicorn.access", "sqlalchemy.engine")
+#   logging is opt-in through DB_ECHO, which sets its own logger level;
+# - alembic.runtime.plugins logs seven "setup plugin" lines when /health/db first loads the migration scripts.
+QUIET_LOGGERS = ("mangum", "uvicorn.access", "sqlalchemy.engine", "alembic.runtime.plugins")
 _LAMBDA_RUNTIME_HANDLERS = {"LambdaLoggerHandler", "LambdaLoggerHandlerWithFrameType"}
 
 
