@@ -139,6 +139,8 @@ def leak_watch() -> Iterator[LeakWatch]:
     fixture feed it; tests with clients or subprocesses of their own are not covered)."""
     from sqlalchemy.engine import make_url
 
+    import app.main  # noqa: F401 - its logging setup runs first, so that it cannot undo the DEBUG below
+
     watch = LeakWatch(Secrets.of(make_url(os.environ["DATABASE_URL"]).password, os.environ["SECRET_KEY"]))
     handler = LeakHandler(watch)
     root = logging.getLogger()

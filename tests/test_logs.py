@@ -295,3 +295,35 @@ def test_under_the_real_bootstrap_each_request_is_one_json_line_with_the_invocat
         (ids[1], "/api/v1/tasks", 401),
     ]
     assert "GET /api/v1/health 200" not in output.replace(request_lines[0], "")  # no plain-text twin
+
+
+def test_quiet_loggers_stay_quiet_even_when_the_root_logger_is_at_debug():
+    """mangum's and uvicorn's access lines (raw paths, query strings) and SQLAlchemy's statement, parameter and
+    row logging (password hashes) stay off whatever LOG_LEVEL says; DB_ECHO is the opt-in for SQL."""
+    import app.main  # noqa: F401 - configures logging
+    from app.observability import QUIET_LOGGERS
+
+    assert logging.getLogger().isEnabledFor(logging.DEBUG)  # leak_watch's setting, as with LOG_LEVEL=DEBUG
+    for name in (*QUIET_LOGGERS, "sqlalchemy.engine.Engine", "mangum.http"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+def test_a_plain_process_gets_one_json_handler_on_stderr():
+    """With nothing configured (as under uvicorn, which configures only its own loggers), importing the app
+    adds one handler; importing it again (a reload) does not add a second."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import importlib, logging, app.main; importlib.reload(app.main); "
+        "logging.getLogger('app.example').warning('hello %s', 'there')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = result.stderr.splitlines()
+    entry = json.loads(line)
+    assert (entry["logger"], entry["level"], entry["message"]) == ("app.example", "WARNING", "hello there")
+    assert entry["request_id"] is None
