@@ -1,9 +1,14 @@
 """Secrets that must never leave the app: what they are in this test session, and how to look for them.
 
 tests/conftest.py gives the session a database password and a SECRET_KEY nobody could mistake for anything
-else, and its autouse `leak_watch` fixture feeds every log record and every response the shared HTTP helpers
-receive through `LeakWatch.scan`. A finding names the secret's kind and where it appeared; it never repeats
-the secret.
+else, and its autouse `leak_watch` fixture feeds through `LeakWatch.scan`: every log record of the test
+process (all loggers, DEBUG), every response an httpx client of the test process receives (the `client`
+fixture, tests' own ASGI clients, the client talking to `osls offline`), and every response of the Lambda
+`invoke` fixture. A finding names the secret's kind and where it appeared; it never repeats the secret.
+
+Not covered: what subprocesses log (the awslambdaric bootstrap, uvicorn and the load workers of the pooler
+proof, `osls offline`'s own output, the scripts run as processes), responses read with `client.stream()`, and
+handlers called directly rather than through `invoke`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ error paths where a secret is most likely to slip out.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import uuid
@@ -24,7 +25,9 @@ from app.db import create_engine
 from app.dev.embedded import free_port
 from app.security import create_access_token
 from tests.api import make_account, password_hash
-from tests.conftest import APP_PASSWORD, APP_ROLE, SECRET_KEY, scan_response
+from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures
+from tests.aws_lambda.support import adapt
+from tests.conftest import APP_PASSWORD, APP_ROLE, SECRET_KEY
 from tests.leaks import LeakWatch
 
 
@@ -48,8 +51,13 @@ async def test_the_watch_catches_each_secret_in_logs_and_responses(leak_watch: L
     except ValueError:
         logger.warning("failed", exc_info=True)  # in the exception message only
     logger.info("token %s", create_access_token(uuid.uuid4()))
-    response = httpx.Response(200, text=settings.secret_key, request=httpx.Request("GET", "http://t/leak"))
-    await scan_response(leak_watch, response)
+
+    async def leaky(scope, receive, send):  # any test's own client is watched, not only `client`'s
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-key", SECRET_KEY.encode())]})
+        await send({"type": "http.response.body", "body": b"nothing here"})
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=leaky), base_url="http://t") as http:
+        await http.get("/leak")
 
     found, leak_watch.findings = leak_watch.findings, []  # seen: do not fail this test for them
     assert "SECRET_KEY in the response to GET /leak" in found
@@ -120,8 +128,16 @@ async def test_a_500_from_a_failed_statement_shows_neither_the_message_nor_its_p
 ):
     transport = httpx.ASGITransport(app=app_with_a_failing_statement)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        response = await http.get("/probe/cast")
-        await scan_response(leak_watch, response)
+        response = await http.get("/probe/cast")  # scanned by leak_watch like every httpx response
     assert response.status_code == 500
     assert settings.secret_key not in response.text
     assert leak_watch.findings == []  # the request line names the error type only; no record holds its message
+
+
+async def test_the_watch_sees_lambda_responses(invoke, leak_watch):  # noqa: F811
+    def leaky_handler(event, context):
+        return {"statusCode": 200, "body": base64.b64encode(SECRET_KEY.encode()).decode(), "isBase64Encoded": True}
+
+    await invoke(adapt("powertools__apiGatewayProxyV2Event.json", "GET", "/api/v1/health"), leaky_handler)
+    found, leak_watch.findings = leak_watch.findings, []
+    assert found == ["SECRET_KEY in the Lambda response to /api/v1/health"]
