@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
+from app.observability import FIELDS
+
 logger = logging.getLogger("app.errors")
 
 DATABASE_UNAVAILABLE = "The database is unavailable right now; retry in a few seconds."
@@ -49,7 +51,7 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
         raise error
     # Log the type only: messages of connection errors can carry host names and user names. The method and
     # route are on the request's own line (app/observability.py), which has the same request_id.
-    logger.warning("database unavailable: %s", type(error).__name__, extra={"fields": {"error": type(error).__name__}})
+    logger.warning("database unavailable: %s", type(error).__name__, extra={FIELDS: {"error": type(error).__name__}})
     return database_unavailable_response()
 
 

@@ -1,11 +1,12 @@
-"""The FastAPI application: routers, middleware and exception handlers. `configure_logging(settings.LOG_LEVEL)
-app = create_app()`.
+"""The FastAPI application: routers, middleware and exception handlers. `app = create_app()`.
 
 Startup does no database work (Mangum runs with lifespan="off"; the first request opens the first connection).
+Logging (JSON lines, one per request) is set up at import: app/observability.py.
 """
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app.api.problems import register_problem_handlers
 from app.api.router import api_router
@@ -17,7 +18,7 @@ API_PREFIX = "/api/v1"
 
 
 class TaskAPI(FastAPI):
-    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+    def build_middleware_stack(self) -> ASGIApp:
         # Outside everything FastAPI adds (ServerErrorMiddleware included): one log line and an X-Request-ID
         # for every response, the 500s, 413s and 503s of the inner layers too.
         return RequestLogMiddleware(super().build_middleware_stack())
