@@ -28,18 +28,18 @@ from tests.api import make_account, password_hash
 from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures
 from tests.aws_lambda.support import adapt
 from tests.conftest import APP_PASSWORD, APP_ROLE, SECRET_KEY
-from tests.leaks import LeakWatch
+from tests.leaks import MIN_DISTINCTIVE, LeakWatch
 
 
 def test_the_session_runs_with_distinctive_credentials(leak_watch):
-    assert settings.secret_key == SECRET_KEY
+    """The app itself signs with the distinctive key and connects with the distinctive password, and the
+    watch looks for both (with TEST_DATABASE_URL, its password as given, if it is long enough to look for)."""
+    assert settings.secret_key == SECRET_KEY == leak_watch.secrets.literals["SECRET_KEY"]
+    password = settings.database.url.password or ""
     if "TEST_DATABASE_URL" not in os.environ:
-        assert settings.database.url.username == APP_ROLE
-        assert settings.database.url.password == APP_PASSWORD
-    assert set(leak_watch.secrets.literals) >= {"SECRET_KEY"}
-    assert settings.database.url.password in leak_watch.secrets.literals.values() or (
-        len(settings.database.url.password or "") < 12  # TEST_DATABASE_URL with a short password: not scanned
-    )
+        assert (settings.database.url.username, password) == (APP_ROLE, APP_PASSWORD)
+    if len(password) >= MIN_DISTINCTIVE:
+        assert leak_watch.secrets.literals["the database password"] == password
 
 
 async def test_the_watch_catches_each_secret_in_logs_and_responses(leak_watch: LeakWatch):
