@@ -191,6 +191,14 @@ class Settings(BaseSettings):
     AUTH_RATE_LIMIT_ATTEMPTS: int = Field(default=10, ge=0, le=1_000_000)
     AUTH_RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=0, le=24 * 3600)
 
+    # Level of the root logger (app/observability.py); SQL statement logging is DB_ECHO's, not this.
+    LOG_LEVEL: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:

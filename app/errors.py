@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
 from app.db_faults import DatabaseUnavailable, StatementTimeout
+from app.observability import FIELDS
 
 logger = logging.getLogger("app.errors")
 
@@ -108,15 +109,18 @@ async def _database_failed(request: Request, error: Exception) -> JSONResponse:
     response = database_error_response(request.method, error)
     if response is None:
         raise error
-    # A refused login needs an operator; the rest heals by itself (or is the client's query's size).
+    # A refused login needs an operator; the rest heals by itself (or is the client's query's size). Types and
+    # SQLSTATEs only (`_described`): messages can carry host and user names. The method and route are on the
+    # request's own line (app/observability.py), which has the same request_id.
     lasting = any(isinstance(item, DatabaseUnavailable) and item.lasting for item in _chain(error))
+    chain = _described(error)
+    fields = {"error": type(list(_chain(error))[-1]).__name__, "error_chain": chain, "status": response.status_code}
     logger.log(
         logging.ERROR if lasting else logging.WARNING,
-        "database failure during %s %s -> %d: %s",
-        request.method,
-        request.url.path,
+        "database failure -> %d: %s",
         response.status_code,
-        _described(error),
+        chain,
+        extra={FIELDS: fields},
     )
     return response
 

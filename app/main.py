@@ -1,22 +1,32 @@
 """The FastAPI application: routers, middleware and exception handlers. `app = create_app()`.
 
 Startup does no database work (Mangum runs with lifespan="off"; the first request opens the first connection).
+Logging (JSON lines, one per request) is set up at import: app/observability.py.
 """
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app.api.limits import BodySizeLimit
 from app.api.problems import register_problem_handlers
 from app.api.router import api_router
 from app.config import settings
 from app.errors import register_error_handlers
+from app.observability import RequestLogMiddleware, configure_logging
 
 API_PREFIX = "/api/v1"
 
 
+class TaskAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside everything FastAPI adds (ServerErrorMiddleware included): one log line and an X-Request-ID
+        # for every response, the 500s, 413s and 503s of the inner layers too.
+        return RequestLogMiddleware(super().build_middleware_stack())
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = TaskAPI(
         title="Task API",
         version="1.0.0",
         summary="Tasks with status, priority, due dates and tags; JWT auth; on AWS Lambda and Neon Postgres.",
@@ -31,7 +41,7 @@ def create_app() -> FastAPI:
             allow_origins=settings.ALLOWED_ORIGINS,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Location"],
+            expose_headers=["ETag", "Location", "X-Request-ID"],
         )
     register_error_handlers(app)
     register_problem_handlers(app)
@@ -39,4 +49,5 @@ def create_app() -> FastAPI:
     return app
 
 
+configure_logging(settings.LOG_LEVEL)
 app = create_app()

@@ -33,6 +33,9 @@ def main() -> int:
         PORT,
         "--reload-dir",
         str(_bootstrap.ROOT / "app"),
+        # The app logs each request itself (a JSON line with its request id and route template); uvicorn's
+        # access line would repeat it, with the raw query string. app/observability.py quiets it as well.
+        "--no-access-log",
     ]
     try:
         return subprocess.call(command, env=env, cwd=_bootstrap.ROOT)

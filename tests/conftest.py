@@ -7,18 +7,28 @@ it is prepared in `pytest_configure`, before test modules are collected.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from tests.leaks import LeakHandler, LeakWatch, Secrets
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE = "task_api_test"
+# The app connects as a role of its own with a password (and signs with a SECRET_KEY) that cannot occur by
+# chance, so that `leak_watch` can prove neither ever reaches a log line or a response. Superuser, like the
+# `postgres` role the tests used before: they create databases and roles (test_migrations, test_db_ops).
+APP_ROLE = "task_api_app"
+APP_PASSWORD = f"pw-{uuid.uuid4().hex}"
+SECRET_KEY = f"sk-test-{uuid.uuid4().hex}{uuid.uuid4().hex}"
 
 _embedded = None  # the session's embedded server, if we started one
 
@@ -48,11 +58,14 @@ def _prepare_database() -> str:
             connection = await asyncpg.connect(maintenance)
             try:
                 await connection.execute(f'DROP DATABASE IF EXISTS "{test_db}" WITH (FORCE)')
-                await connection.execute(f'CREATE DATABASE "{test_db}"')
+                await connection.execute(f"DROP ROLE IF EXISTS {APP_ROLE}")
+                await connection.execute(f"CREATE ROLE {APP_ROLE} LOGIN SUPERUSER PASSWORD '{APP_PASSWORD}'")
+                await connection.execute(f'CREATE DATABASE "{test_db}" OWNER {APP_ROLE}')
             finally:
                 await connection.close()
 
         asyncio.run(recreate())
+        url = url.set(username=APP_ROLE, password=APP_PASSWORD)
     return url.set(drivername="postgresql", database=test_db).render_as_string(hide_password=False)
 
 
@@ -60,7 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
     url = _prepare_database()
     os.environ["DATABASE_URL"] = url
     os.environ["DATABASE_URL_DIRECT"] = url
-    os.environ["ENVIRONMENT"] = "test"
+    os.environ["ENVIRONMENT"] = "test"  # accepts any SECRET_KEY
+    os.environ["SECRET_KEY"] = SECRET_KEY
     os.environ["DB_CONNECT_TIMEOUT"] = "2"
     os.environ.setdefault("DB_APPLICATION_NAME", "task-api-test")
     os.environ.setdefault("AUTH_RATE_LIMIT_ATTEMPTS", "1000000")  # the suite logs in a lot; limit tests set their own
@@ -117,6 +131,55 @@ async def _clean_tables(database_url: str) -> AsyncIterator[None]:
         await connection.execute("TRUNCATE users, tasks CASCADE")
     finally:
         await connection.close()
+
+
+@pytest.fixture(autouse=True)
+def leak_watch(monkeypatch) -> Iterator[LeakWatch]:
+    """Fails the test if the database password, the SECRET_KEY or a password hash appears in any log record
+    of this process (every logger, at DEBUG) or in any response an httpx client of this process received
+    (`client`, the tests' own clients, the ones talking to `osls offline`); the Lambda `invoke` fixture feeds
+    it the handler's responses. Not covered: what subprocesses log or receive (see tests/leaks.py)."""
+    from sqlalchemy.engine import make_url
+
+    import app.main  # noqa: F401 - its logging setup runs first, so that it cannot undo the DEBUG below
+
+    watch = LeakWatch(Secrets.of(make_url(os.environ["DATABASE_URL"]).password, os.environ["SECRET_KEY"]))
+    sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
+
+    def send(self, request, **kwargs):
+        response = sync_send(self, request, **kwargs)
+        scan_response(watch, response)
+        return response
+
+    async def asend(self, request, **kwargs):
+        response = await async_send(self, request, **kwargs)
+        scan_response(watch, response)
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    monkeypatch.setattr(httpx.AsyncClient, "send", asend)
+    handler = LeakHandler(watch)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # the app's own quiet loggers (app/observability.py) keep their levels
+    try:
+        yield watch
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    if watch.findings:
+        pytest.fail("secrets leaked: " + "; ".join(dict.fromkeys(watch.findings)), pytrace=False)
+
+
+def scan_response(watch: LeakWatch, response: httpx.Response) -> None:
+    try:
+        body = response.text
+    except httpx.ResponseNotRead:  # `client.stream(...)`: the test reads it later, unscanned
+        body = ""
+    headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
+    where = f"the response to {response.request.method} {response.request.url.path}"
+    watch.scan(where, f"{headers}\n{body}", tokens=False)
 
 
 @pytest.fixture

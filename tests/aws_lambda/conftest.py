@@ -7,7 +7,9 @@ the settings at the test database.
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
+import json
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,6 +17,11 @@ from typing import Any
 import pytest
 
 from tests.aws_lambda.support import FakeContext
+
+
+def event_path(event: dict[str, Any]) -> str:
+    return str(event.get("rawPath") or event.get("path") or "?")
+
 
 Invoke = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -33,13 +40,19 @@ def lambda_thread():
 
 
 @pytest.fixture
-def invoke(lambda_thread) -> Invoke:
-    """`await invoke(event)`: the handler's response, computed on the long-lived 'Lambda' thread."""
+def invoke(lambda_thread, leak_watch) -> Invoke:
+    """`await invoke(event)`: the handler's response, computed on the long-lived 'Lambda' thread (and
+    scanned for secrets by the root conftest's `leak_watch`)."""
     from app.handler import handler
 
     async def run(event: dict[str, Any], lambda_handler=None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(lambda_thread, lambda_handler or handler, event, FakeContext())
+        response = await loop.run_in_executor(lambda_thread, lambda_handler or handler, event, FakeContext())
+        body = response.get("body") or ""
+        if response.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode("utf-8", "replace")
+        leak_watch.scan(f"the Lambda response to {event_path(event)}", f"{json.dumps(response)}\n{body}", tokens=False)
+        return response
 
     return run
 

@@ -38,6 +38,9 @@ def app_environment(database_url: str, direct_url: str, *, pooler_guard: bool, p
         "DB_POOL": pool,
         "DB_CONNECT_TIMEOUT": "10",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The app logs a line per request to stderr; the workers' stderr is a pipe read only once they exit,
+        # and a full pipe (64 KB, a few hundred lines) would block them. Warnings and errors still show.
+        "LOG_LEVEL": "WARNING",
     }
 
 

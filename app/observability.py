@@ -1,0 +1,245 @@
+"""Structured logs: one JSON line per request, and every other log line as JSON with the same request id.
+
+- `RequestLogMiddleware`, a pure ASGI middleware around the whole app (app/main.py puts it outside FastAPI's
+  ServerErrorMiddleware), writes one line per request to the `app.requests` logger: request id, method, route
+  template, status, duration, the names (never the values) of the query parameters, and for an unhandled
+  exception its type and stack frames. It sets `X-Request-ID` on every response.
+- The request id is Lambda's `aws_request_id` (Mangum puts the context in `scope["aws.context"]`), else a sane
+  incoming `X-Request-ID`, else a new one. It lives in a contextvar, so `app.errors` and library log lines
+  emitted during the request carry it too.
+- `JsonFormatter` renders exceptions as types and frames only: exception messages are data (SQL parameters,
+  e-mail addresses, host names), frames are code.
+
+Stdlib only: this is imported on every cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import unquote_plus
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+request_logger = logging.getLogger("app.requests")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# An incoming id is echoed into logs and a response header: short, and no characters that could end a header,
+# a log line or a JSON string. Anything else is replaced, not rejected (the request itself is fine).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+MAX_QUERY_PARAMS_LOGGED = 20
+MAX_QUERY_PARAM_NAME = 64
+
+# The attribute of a LogRecord (`extra={"fields": {...}}`) whose keys become top-level JSON fields.
+FIELDS = "fields"
+
+
+def request_id_for(scope: Scope) -> str:
+    """Lambda's request id (it ties our line to Lambda's START/END/REPORT lines), else a sane incoming
+    X-Request-ID (it ties ours to the caller's), else a new one."""
+    context = scope.get("aws.context")
+    aws_request_id = getattr(context, "aws_request_id", None)
+    if aws_request_id:
+        return str(aws_request_id)
+    for name, value in scope.get("headers") or ():
+        if name == REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            if _SANE_REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return os.urandom(16).hex()  # as unique as a uuid4, a few times cheaper to make
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route as declared (`/api/v1/tasks/{task_id}`), never the raw path with ids; None if nothing
+    matched (a 404 for an unknown path).
+
+    FastAPI 0.165 keeps included routes under their own router's path (scope["route"].path is
+    `/tasks/{task_id}`) and records the full template in its effective route context; older FastAPI and
+    plain Starlette put a route with the full path in scope["route"]. tests/test_logs.py pins this.
+    """
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path_format", None)
+    if template:
+        return template
+    if scope.get("endpoint") is not None and not scope.get("path_params"):
+        # A matched route without parameters (FastAPI's own /docs, /openapi.json): its path is its template.
+        root_path = scope.get("root_path", "")
+        path = scope.get("path", "")
+        return path[len(root_path) :] if root_path and path.startswith(root_path) else path
+    return None
+
+
+def query_parameter_names(query_string: bytes) -> list[str]:
+    """Which parameters a request used (`["status", "tag"]`), never their values: a value may be a secret."""
+    names: list[str] = []
+    for pair in query_string.split(b"&")[: MAX_QUERY_PARAMS_LOGGED * 2]:
+        name = unquote_plus(pair.partition(b"=")[0].decode("latin-1"))[:MAX_QUERY_PARAM_NAME]
+        if name and name not in names:
+            names.append(name)
+        if len(names) == MAX_QUERY_PARAMS_LOGGED:
+            break
+    return names
+
+
+class RequestLogMiddleware:
+    """One log line per HTTP request, whatever answered it (a route, an exception handler, a body-size limit,
+    ServerErrorMiddleware's 500). Pure ASGI: no per-request task or body buffering, as BaseHTTPMiddleware has."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_for(scope)
+        token = request_id_var.set(request_id)
+        header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        status: int | None = None
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        error: Exception | None = None
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            error = exc
+            if status is None:  # nobody answered: let the server answer (and log) it
+                raise
+            # ServerErrorMiddleware already sent the 500 and re-raises only so that the server can log the
+            # error. This line logs it, without the message that uvicorn's or Mangum's traceback would carry.
+        finally:
+            self._log(scope, status, started, error)
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, status: int | None, started: float, error: Exception | None) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        level = logging.ERROR if error is not None else logging.WARNING if (status or 500) >= 500 else logging.INFO
+        if not request_logger.isEnabledFor(level):
+            return
+        route = route_template(scope)
+        method = scope.get("method")
+        fields: dict[str, Any] = {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
+        query = scope.get("query_string")
+        if query:
+            fields["query_params"] = query_parameter_names(query)
+        if error is not None:
+            # Described here, not passed as exc_info: the record then holds no exception message for any
+            # handler (a host's, pytest's) to print.
+            fields.update(describe_exception(error))
+        # makeRecord + handle is logger.log without its walk up the stack to find the caller (always this line).
+        record = request_logger.makeRecord(
+            request_logger.name,
+            level,
+            __file__,
+            0,
+            "%s %s %s",
+            (method, route or "(no route)", status),
+            None,
+            extra={FIELDS: fields},
+        )
+        request_logger.handle(record)
+
+
+def _exception_type(error: BaseException) -> str:
+    cls = type(error)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def describe_exception(error: BaseException) -> dict[str, Any]:
+    """An exception as types and frames: enough to find the bug, nothing of the data it was handling."""
+    causes: list[str] = []
+    seen = {id(error)}
+    link = error.__cause__ or error.__context__
+    while link is not None and id(link) not in seen and len(causes) < 5:
+        seen.add(id(link))
+        causes.append(_exception_type(link))
+        link = link.__cause__ or link.__context__
+    frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__)]
+    described: dict[str, Any] = {"error": _exception_type(error), "stack": frames}
+    if causes:
+        described["caused_by"] = causes
+    return described
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC), level, logger, message, request_id, the record's `fields`.
+
+    `line_end` is for handlers that write the formatted text as it is (the Lambda runtime's), where the
+    formatter, not the handler, ends the line.
+    """
+
+    def __init__(self, line_end: str = "") -> None:
+        super().__init__()
+        self.line_end = line_end
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry: dict[str, Any] = {
+            "time": f"{moment}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            # Outside our middleware (e.g. during a Lambda invocation but before the app runs), the Lambda
+            # runtime's filter still knows the invocation's id.
+            "request_id": request_id_var.get() or getattr(record, "aws_request_id", None) or None,
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry.update(describe_exception(record.exc_info[1]))
+        return json.dumps(entry, default=str) + self.line_end
+
+
+# Loggers whose lines at INFO/DEBUG we do not want, whatever LOG_LEVEL says:
+# - mangum.http logs "GET /raw/path 200" per request: a duplicate of ours, with ids in the path;
+# - uvicorn.access logs the same with the full query string, which may carry secrets;
+# - sqlalchemy.engine at INFO logs statements and parameters, at DEBUG result rows (password hashes). SQL
+#   logging is opt-in through DB_ECHO, which sets its own logger level;
+# - alembic.runtime.plugins logs seven "setup plugin" lines when /health/db first loads the migration scripts.
+QUIET_LOGGERS = ("mangum", "uvicorn.access", "sqlalchemy.engine", "alembic.runtime.plugins")
+_LAMBDA_RUNTIME_HANDLERS = {"LambdaLoggerHandler", "LambdaLoggerHandlerWithFrameType"}
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr, or through the Lambda runtime's own handler; never a second handler.
+
+    - On Lambda, the runtime (awslambdaric) has put a handler on the root logger that writes each formatted
+      record as is, in plain text: it gets our formatter instead (no second handler, so nothing prints twice).
+    - With no handler on the root logger (uvicorn configures only its own loggers), we add one on stderr.
+    - Any other handler (pytest, an application embedding this one) is the host's choice and is left alone.
+    """
+    root = logging.getLogger()
+    lambda_handlers = [h for h in root.handlers if type(h).__name__ in _LAMBDA_RUNTIME_HANDLERS]
+    for handler in lambda_handlers:
+        handler.setFormatter(JsonFormatter(line_end="\n"))
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
