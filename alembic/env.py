@@ -58,7 +58,14 @@ def do_run_migrations(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     target = database_target()
     # A plain engine (no first-connect shortcuts): migrations reflect, so they need the real default schema.
-    engine = create_async_engine(target.url, poolclass=NullPool, connect_args=asyncpg_connect_kwargs(target, settings))
+    connect_args = asyncpg_connect_kwargs(target, settings)
+    if not target.behind_pooler:
+        # A role-level statement_timeout set for the API (README: Reliability) must not cancel a long index
+        # build: this session gets DB_COMMAND_TIMEOUT (280 s in the `migrate` function) instead. A startup
+        # parameter is fine here because migrations connect directly; a pooler would reject it.
+        timeout_ms = str(int(settings.DB_COMMAND_TIMEOUT * 1000))
+        connect_args["server_settings"] = {**connect_args["server_settings"], "statement_timeout": timeout_ms}
+    engine = create_async_engine(target.url, poolclass=NullPool, connect_args=connect_args)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
