@@ -33,6 +33,10 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/wakeup.py
+	$(BIN)/python bench/login_timing.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/request_log.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check app alembic scripts tests bench

@@ -128,7 +128,7 @@ async def _clean_tables(database_url: str) -> AsyncIterator[None]:
     yield
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("TRUNCATE users, tasks CASCADE")
+        await connection.execute("TRUNCATE users, tasks, auth_attempts CASCADE")
     finally:
         await connection.close()
 
