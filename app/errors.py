@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -59,70 +60,69 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = getattr(current, "orig", None) or current.__cause__
 
 
-def _json(status: int, detail: str, retry_after: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail}, headers={"Retry-After": retry_after})
+class DatabaseFailure(NamedTuple):
+    status: int
+    detail: str
+    retry_after: str
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            status_code=self.status, content={"detail": self.detail}, headers={"Retry-After": self.retry_after}
+        )
 
 
-def database_unavailable_response() -> JSONResponse:
-    return _json(503, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS)
-
-
-def database_error_response(method: str, error: BaseException) -> JSONResponse | None:
-    """The response for a database failure, or None if `error` is not one (a bug: it stays a 500)."""
+def database_failure(method: str, error: BaseException) -> DatabaseFailure | None:
+    """How to answer a database failure, or None if `error` is not one (a bug: it stays a 500)."""
     chain = list(_chain(error))
     for item in chain:
         if isinstance(item, DatabaseUnavailable):
             if item.lasting:
-                return _json(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS)
-            return database_unavailable_response()
+                return DatabaseFailure(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS)
+            return DatabaseFailure(503, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS)
         if isinstance(item, StatementTimeout):
             seconds = item.seconds
             detail = STATEMENT_TIMEOUT.format(seconds=seconds) if seconds is not None else STATEMENT_CANCELLED
-            return _json(504, detail, RETRY_AFTER_SECONDS)
+            return DatabaseFailure(504, detail, RETRY_AFTER_SECONDS)
         if isinstance(item, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout
-            return _json(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
+            return DatabaseFailure(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
         if isinstance(item, TimeoutError):  # asyncpg's command_timeout outside LazyConnection
-            return _json(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
+            return DatabaseFailure(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
     invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     if invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in chain):
         # Any connection failure came from the connector as DatabaseUnavailable, so this one happened once the
         # statement may already have been sent.
-        return _json(503, DATABASE_UNAVAILABLE if method in SAFE_METHODS else OUTCOME_UNKNOWN, RETRY_AFTER_SECONDS)
+        detail = DATABASE_UNAVAILABLE if method in SAFE_METHODS else OUTCOME_UNKNOWN
+        return DatabaseFailure(503, detail, RETRY_AFTER_SECONDS)
     return None
-
-
-def is_database_unavailable(error: BaseException) -> bool:
-    """True for the failures answered with 503 (health/db uses it for its own body)."""
-    response = database_error_response("GET", error)
-    return response is not None and response.status_code == 503
 
 
 def _described(error: BaseException) -> str:
     """The chain's types and SQLSTATEs, for the log: never messages, which can carry host and user names."""
-    return ", ".join(
-        f"{type(item).__name__} {item.sqlstate}" if getattr(item, "sqlstate", None) else type(item).__name__
-        for item in _chain(error)
-    )
+    described = []
+    for item in _chain(error):
+        sqlstate = getattr(item, "sqlstate", None)
+        described.append(f"{type(item).__name__} {sqlstate}" if sqlstate else type(item).__name__)
+    return ", ".join(described)
 
 
 async def _database_failed(request: Request, error: Exception) -> JSONResponse:
-    response = database_error_response(request.method, error)
-    if response is None:
+    failure = database_failure(request.method, error)
+    if failure is None:
         raise error
     # A refused login needs an operator; the rest heals by itself (or is the client's query's size). Types and
     # SQLSTATEs only (`_described`): messages can carry host and user names. The method and route are on the
     # request's own line (app/observability.py), which has the same request_id.
     lasting = any(isinstance(item, DatabaseUnavailable) and item.lasting for item in _chain(error))
     chain = _described(error)
-    fields = {"error": type(list(_chain(error))[-1]).__name__, "error_chain": chain, "status": response.status_code}
+    fields = {"error": type(list(_chain(error))[-1]).__name__, "error_chain": chain, "status": failure.status}
     logger.log(
         logging.ERROR if lasting else logging.WARNING,
         "database failure -> %d: %s",
-        response.status_code,
+        failure.status,
         chain,
         extra={FIELDS: fields},
     )
-    return response
+    return failure.response()
 
 
 def register_error_handlers(app: FastAPI) -> None:

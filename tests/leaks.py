@@ -21,6 +21,9 @@ from app.observability import JsonFormatter
 
 PASSWORD_HASH = re.compile(r"\$argon2(id|i|d)\$")
 ACCESS_TOKEN = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.")  # a JWT: base64url('{"') header and claims
+# The tests' own HTTP client logs the URLs it requests ("HTTP Request: GET ...?access_token=..."): what the test
+# sent, not what the app emitted (the app has no HTTP client). Its responses are scanned instead.
+TEST_CLIENT_LOGGERS = frozenset({"httpx", "httpcore"})
 # A password shorter than this could occur by chance in a response (TEST_DATABASE_URL may use `postgres`).
 MIN_DISTINCTIVE = 12
 
@@ -72,6 +75,8 @@ class LeakHandler(logging.Handler):
         self.watch = watch
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".", 1)[0] in TEST_CLIENT_LOGGERS:
+            return
         try:
             text = self.json_formatter.format(record) + "\n" + self.text_formatter.format(record)
         except Exception as error:  # noqa: BLE001 - a record that cannot be formatted is a finding too

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from app.config import settings
 from app.db import engine
-from app.errors import DATABASE_UNAVAILABLE, is_database_unavailable
+from app.errors import RETRY_AFTER_SECONDS, database_failure
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -67,6 +67,7 @@ async def ready() -> Readiness | JSONResponse:
     started = time.perf_counter()
     revision: str | None = None
     reason: str | None = None
+    retry_after = RETRY_AFTER_SECONDS
     try:
         async with asyncio.timeout(settings.DB_CONNECT_TIMEOUT + settings.DB_COMMAND_TIMEOUT):
             async with engine.connect() as connection:
@@ -80,9 +81,10 @@ async def ready() -> Readiness | JSONResponse:
     except ProgrammingError:
         reason = "The schema is not migrated (no alembic_version table): run `make migrate`."
     except Exception as error:  # noqa: BLE001 - every way of failing to reach the database is a 503 here
-        if not is_database_unavailable(error) and not isinstance(error, TimeoutError):
+        failure = database_failure("GET", error)  # the API's own reason (unreachable, refused login, too slow)
+        if failure is None:
             raise
-        reason = DATABASE_UNAVAILABLE
+        reason, retry_after = failure.detail, failure.retry_after
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     if reason is None and revision != expected:
         reason = f"The schema is at revision {revision}, the code expects {expected}: run `make migrate`."
@@ -94,5 +96,5 @@ async def ready() -> Readiness | JSONResponse:
         reason=reason,
     )
     if reason is not None:
-        return JSONResponse(status_code=503, content=result.model_dump(), headers={"Retry-After": "2"})
+        return JSONResponse(status_code=503, content=result.model_dump(), headers={"Retry-After": retry_after})
     return result
