@@ -4,6 +4,7 @@ engine, as a new process would build), every database-backed endpoint as a reque
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -59,6 +60,23 @@ def every_endpoint(client: httpx.AsyncClient, headers: dict[str, str], task_id: 
     }
 
 
+# What every_endpoint's requests answer once the database serves again (me-delete last: it ends the account).
+SERVING_STATUSES = {
+    "register": 201,
+    "login": 200,
+    "me": 200,
+    "me-update": 200,
+    "tasks-list": 200,
+    "tasks-create": 201,
+    "tasks-get": 200,
+    "tasks-update": 200,
+    "tasks-delete": 204,
+    "tags": 200,
+    "health-db": 200,
+    "me-delete": 204,
+}
+
+
 def stranger_headers() -> dict[str, str]:
     """A well-formed token for a user id the database has never seen."""
     return {"Authorization": f"Bearer {create_access_token(uuid.uuid4())}"}
@@ -70,14 +88,18 @@ def detail_of(response: httpx.Response) -> str:
 
 
 @asynccontextmanager
-async def temporary_role(db: asyncpg.Connection, database_url: str, clause: str = "") -> AsyncIterator[str]:
+async def temporary_role(
+    db: asyncpg.Connection, database_url: str, clause: str = "", *, statement_timeout: str | None = None
+) -> AsyncIterator[str]:
     """A login role with `clause` (e.g. `CONNECTION LIMIT 1`), allowed to use the app's tables; yields its URL.
 
-    Role settings (`ALTER ROLE ... SET`) are applied by the server when a session starts, so they work behind a
-    transaction pooler, where startup parameters do not.
+    `statement_timeout` becomes the role's setting (`ALTER ROLE ... SET`), which the server applies when a
+    session starts, so it works behind a transaction pooler, where startup parameters do not.
     """
     name = f"limited_{uuid.uuid4().hex[:8]}"
     await db.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{ROLE_PASSWORD}' {clause}")
+    if statement_timeout is not None:
+        await db.execute(f"ALTER ROLE {name} SET statement_timeout = '{statement_timeout}'")
     await db.execute(f"GRANT USAGE ON SCHEMA public TO {name}")
     await db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}")
     try:
@@ -97,6 +119,15 @@ async def row_locked(database_url: str, task_id: str) -> AsyncIterator[asyncpg.C
         yield holder
     finally:
         await holder.close()  # ends the transaction: the lock goes
+
+
+async def timed_patch(
+    client: httpx.AsyncClient, account: Any, task: dict[str, Any], title: str = "Blocked"
+) -> tuple[httpx.Response, float]:
+    """PATCH the task's title (blocked, when a test holds its row lock); the response and the seconds it took."""
+    started = time.monotonic()
+    response = await client.patch(f"/api/v1/tasks/{task['id']}", json={"title": title}, headers=account.headers)
+    return response, time.monotonic() - started
 
 
 async def waiting_updates(db: asyncpg.Connection, application_name: str | None = None) -> int:

@@ -7,8 +7,6 @@ direct connection) and PATCHes that task through the API, whose UPDATE waits for
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app.errors import STATEMENT_CANCELLED
@@ -19,6 +17,7 @@ from tests.outage import (
     detail_of,
     row_locked,
     temporary_role,
+    timed_patch,
     use_engine,
     waiting_updates,
 )
@@ -40,11 +39,7 @@ async def test_a_statement_past_the_command_timeout_is_a_504_and_is_cancelled_on
         pooled = await app_sessions(db, settle=pool == "null")
         assert len(pooled) == (1 if pool == "queue" else 0)  # the pool keeps create_task's connection
         async with row_locked(database_url, task["id"]):
-            started = time.monotonic()
-            response = await client.patch(
-                f"/api/v1/tasks/{task['id']}", json={"title": "Blocked"}, headers=account.headers
-            )
-            elapsed = time.monotonic() - started
+            response, elapsed = await timed_patch(client, account, task)
             assert response.status_code == 504, response.text
             assert detail_of(response) == (
                 "The database took longer than 1 s to answer; the statement was cancelled. Retry later."
@@ -72,19 +67,13 @@ async def test_a_role_statement_timeout_cancels_on_the_server_even_if_the_client
 ):
     """The server-side guard that outlives a frozen or killed Lambda: `ALTER ROLE ... SET statement_timeout`.
     The client would wait 10 s; the server cancels after 1 s and the API answers 504."""
-    async with temporary_role(db, database_url, "") as role_url:
-        role = role_url.split("://", 1)[1].split(":", 1)[0]
-        await db.execute(f"ALTER ROLE {role} SET statement_timeout = '1s'")
+    async with temporary_role(db, database_url, statement_timeout="1s") as role_url:
         account = await make_account(db)
         task = await create_task(client, account)  # through the default engine
         engine = use_engine(monkeypatch, role_url, DB_COMMAND_TIMEOUT=10)
         try:
             async with row_locked(database_url, task["id"]):
-                started = time.monotonic()
-                response = await client.patch(
-                    f"/api/v1/tasks/{task['id']}", json={"title": "Blocked"}, headers=account.headers
-                )
-                elapsed = time.monotonic() - started
+                response, elapsed = await timed_patch(client, account, task)
             assert response.status_code == 504, response.text
             assert detail_of(response) == STATEMENT_CANCELLED
             assert elapsed < 10 - 2  # the server's 1 s fired, not the client's 10 s
