@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The app writes one JSON line per request at INFO: thousands of lines in a bench's output, and their cost (about
+# 25 us a request, which bench/request_log.py measures on its own) in every figure. Benches and the servers they
+# start (which inherit this environment) log warnings only, unless LOG_LEVEL says otherwise.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
 BENCH_DATA_DIR = ROOT / ".data" / "bench-pg"
 PYTHON = sys.executable
 
