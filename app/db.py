@@ -226,8 +226,10 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     return engine
 
 
+# The one engine. Every user looks it up here at call time (LazyConnection, transaction_session, health/db),
+# so replacing `app.db.engine` (tests, benches) replaces it everywhere.
 engine: AsyncEngine = create_engine(settings.database)
-SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+SessionLocal = async_sessionmaker(expire_on_commit=False)  # bound to `engine` per session, see above
 
 
 class LazyConnection:
@@ -272,5 +274,5 @@ async def autocommit_connection() -> AsyncIterator[LazyConnection]:
 
 async def transaction_session() -> AsyncIterator[AsyncSession]:
     """A session inside one transaction: committed if the request's work succeeds, rolled back otherwise."""
-    async with SessionLocal() as session, session.begin():
+    async with SessionLocal(bind=engine) as session, session.begin():
         yield session

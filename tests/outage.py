@@ -25,14 +25,12 @@ APPLICATION_NAME = "task-api-outage-test"
 
 
 def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -> AsyncEngine:
-    """Replace the app's engine (and health/db's) by a new one for `url`, built from a copy of the settings."""
-    import app.api.routes.health as health
+    """Replace the app's engine by a new one for `url`, built from a copy of the settings."""
     import app.db
 
     cfg = settings.model_copy(update={"DB_APPLICATION_NAME": APPLICATION_NAME, **changes})
     engine = app.db.create_engine(normalize_database_url(url, force_pooler=pooler), cfg)
     monkeypatch.setattr(app.db, "engine", engine)
-    monkeypatch.setattr(health, "engine", engine)
     return engine
 
 

@@ -25,7 +25,6 @@ def probe_at(monkeypatch):
         engine = create_engine(normalize_database_url(url), settings.model_copy(update=changes))
         engines.append(engine)
         monkeypatch.setattr(db_module, "engine", engine)
-        monkeypatch.setattr(db_module.SessionLocal, "kw", {**db_module.SessionLocal.kw, "bind": engine})
         probe = FastAPI()
         register_error_handlers(probe)
 

@@ -45,9 +45,9 @@ def engine_at(monkeypatch):
     """Point the readiness probe at another database URL."""
 
     def use(url: str):
-        import app.api.routes.health as health
+        import app.db
 
-        monkeypatch.setattr(health, "engine", create_engine(normalize_database_url(url)))
+        monkeypatch.setattr(app.db, "engine", create_engine(normalize_database_url(url)))
 
     return use
 

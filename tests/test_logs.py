@@ -114,7 +114,6 @@ def dead_database(monkeypatch) -> None:
     """The app's engine pointed at a port nobody listens on (as tests/test_database_unavailable.py does)."""
     dead = create_engine(normalize_database_url(f"postgresql://postgres:s3cret-pw@127.0.0.1:{free_port()}/app"))
     monkeypatch.setattr(db_module, "engine", dead)
-    monkeypatch.setattr(db_module.SessionLocal, "kw", {**db_module.SessionLocal.kw, "bind": dead})
 
 
 async def test_a_503_and_the_outage_warning_share_the_request_id(client, db, logs, dead_database):

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-import app.api.routes.health as health
 import app.db as db_module
 from app.api.deps import ConnectionDep
 from app.config import normalize_database_url, settings
@@ -76,8 +75,6 @@ def app_engine(monkeypatch):
     def use(url: str) -> None:
         engine = create_engine(normalize_database_url(url))
         monkeypatch.setattr(db_module, "engine", engine)
-        monkeypatch.setattr(db_module.SessionLocal, "kw", {**db_module.SessionLocal.kw, "bind": engine})
-        monkeypatch.setattr(health, "engine", engine)
 
     return use
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from app import db
 from app.config import settings
-from app.db import engine
 from app.errors import RETRY_AFTER_SECONDS, database_failure
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -70,7 +70,7 @@ async def ready() -> Readiness | JSONResponse:
     retry_after = RETRY_AFTER_SECONDS
     try:
         async with asyncio.timeout(settings.DB_CONNECT_TIMEOUT + settings.DB_COMMAND_TIMEOUT):
-            async with engine.connect() as connection:
+            async with db.engine.connect() as connection:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
                 row = (
                     await connection.execute(
