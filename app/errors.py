@@ -64,6 +64,7 @@ class DatabaseFailure(NamedTuple):
     status: int
     detail: str
     retry_after: str
+    needs_operator: bool = False  # retrying cannot fix it (a refused login): logged as ERROR, not WARNING
 
     def response(self) -> JSONResponse:
         return JSONResponse(
@@ -77,15 +78,14 @@ def database_failure(method: str, error: BaseException) -> DatabaseFailure | Non
     for item in chain:
         if isinstance(item, DatabaseUnavailable):
             if item.lasting:
-                return DatabaseFailure(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS)
+                return DatabaseFailure(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
             return DatabaseFailure(503, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS)
         if isinstance(item, StatementTimeout):
             seconds = item.seconds
             detail = STATEMENT_TIMEOUT.format(seconds=seconds) if seconds is not None else STATEMENT_CANCELLED
             return DatabaseFailure(504, detail, RETRY_AFTER_SECONDS)
-        if isinstance(item, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout
-            return DatabaseFailure(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
-        if isinstance(item, TimeoutError):  # asyncpg's command_timeout outside LazyConnection
+        # 57014 (the server's statement_timeout), or asyncpg's command_timeout outside LazyConnection.
+        if isinstance(item, asyncpg.QueryCanceledError | TimeoutError):
             return DatabaseFailure(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
     invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     if invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in chain):
@@ -96,10 +96,10 @@ def database_failure(method: str, error: BaseException) -> DatabaseFailure | Non
     return None
 
 
-def _described(error: BaseException) -> str:
+def _described(chain: list[BaseException]) -> str:
     """The chain's types and SQLSTATEs, for the log: never messages, which can carry host and user names."""
     described = []
-    for item in _chain(error):
+    for item in chain:
         sqlstate = getattr(item, "sqlstate", None)
         described.append(f"{type(item).__name__} {sqlstate}" if sqlstate else type(item).__name__)
     return ", ".join(described)
@@ -112,14 +112,14 @@ async def _database_failed(request: Request, error: Exception) -> JSONResponse:
     # A refused login needs an operator; the rest heals by itself (or is the client's query's size). Types and
     # SQLSTATEs only (`_described`): messages can carry host and user names. The method and route are on the
     # request's own line (app/observability.py), which has the same request_id.
-    lasting = any(isinstance(item, DatabaseUnavailable) and item.lasting for item in _chain(error))
-    chain = _described(error)
-    fields = {"error": type(list(_chain(error))[-1]).__name__, "error_chain": chain, "status": failure.status}
+    chain = list(_chain(error))
+    described = _described(chain)
+    fields = {"error": type(chain[-1]).__name__, "error_chain": described, "status": failure.status}
     logger.log(
-        logging.ERROR if lasting else logging.WARNING,
+        logging.ERROR if failure.needs_operator else logging.WARNING,
         "database failure -> %d: %s",
         failure.status,
-        chain,
+        described,
         extra={FIELDS: fields},
     )
     return failure.response()
