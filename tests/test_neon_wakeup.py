@@ -124,10 +124,10 @@ async def test_a_database_that_never_wakes_is_a_503_within_the_budget(
     ids=["wrong-password", "unknown-database", "unknown-role", "neon-password", "neon-endpoint-disabled", "no-tls"],
 )
 async def test_what_retrying_cannot_fix_fails_at_the_first_attempt(
-    client, db, database_url, monkeypatch, fake, change, refusal
+    client, db, database_url, monkeypatch, fake, change, refusal, caplog
 ):
     """503 (the service is unavailable until an operator fixes its configuration; nothing the client did
-    wrong), with its own detail and a longer Retry-After; the secret never shows."""
+    wrong), with its own detail and a longer Retry-After, logged as an ERROR; the secret never shows."""
     account = await make_account(db)
     endpoint = fake(default=refusal) if refusal else fake()
     engine = use_engine(monkeypatch, url_through(database_url, endpoint, **change))
@@ -140,6 +140,7 @@ async def test_what_retrying_cannot_fix_fails_at_the_first_attempt(
     assert response.headers["Retry-After"] == "30"
     assert len(endpoint.logins()) == 1  # no retry
     assert "wrong-password" not in response.text and "postgres" not in response.text
+    assert [r.levelname for r in caplog.records if r.name == "app.errors"] == ["ERROR"]  # an operator must act
 
 
 async def test_a_write_whose_connection_drops_after_it_was_sent_is_not_retried(
