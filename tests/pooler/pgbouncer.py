@@ -193,12 +193,14 @@ def start(
         # Neon's pooler: the same defaults for what clients may send at startup.
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        "log_connections = 0\nlog_disconnections = 0\n"
-        + "".join(f"{key} = {value}\n" for key, value in extra.items())
+        "log_connections = 0\nlog_disconnections = 0\n" + "".join(f"{key} = {value}\n" for key, value in extra.items())
     )
     run_as = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         run_as = "nobody"  # pgbouncer refuses to run as root
+        if not binary.startswith("/usr/"):
+            # A binary built into root's cache folder is out of nobody's reach: run a copy from the workdir.
+            binary = str(shutil.copy2(binary, workdir / "pgbouncer"))
         for path in (workdir, *workdir.iterdir()):
             shutil.chown(path, user=run_as)
     process = _launch(binary, workdir, run_as)
