@@ -52,10 +52,11 @@ def run_mode(
     loop: asyncio.AbstractEventLoop, url: str, mode: str, pooler: bool, invocations: int
 ) -> tuple[float, float]:
     """(CPU ms, round trips) per warm invocation with the app's engine in DB_POOL=`mode`, via a counting proxy."""
+    from sqlalchemy.engine import make_url
+
     import app.db
     from app.config import normalize_database_url, settings
     from bench.rtt_proxy import RttProxy
-    from sqlalchemy.engine import make_url
 
     target = make_url(url)
     proxy = RttProxy(target.host or "127.0.0.1", target.port or 5432).start()
@@ -87,9 +88,10 @@ def run_mode(
 
 def app_statement(url: str) -> tuple[str, Any]:
     """The SQL text and parameters the app sends for the list request (captured from one invocation)."""
+    from sqlalchemy import event
+
     import app.db
     from app.config import normalize_database_url, settings
-    from sqlalchemy import event
 
     seen: list[tuple[str, Any]] = []
     engine = app.db.create_engine(normalize_database_url(url), settings.model_copy(update={"DB_POOL": "null"}))
