@@ -284,11 +284,19 @@ class LazyConnection:
         self._engine = engine
         self._connection: AsyncConnection | None = None
         self._retries = engine_retries.get(engine)
+        self._driver: asyncpg.Connection | None = None
 
     async def _open(self) -> AsyncConnection:
         if self._connection is None:
-            connection = await self._engine.connect()
+            try:
+                connection = await self._engine.connect()
+            except sa_exc.TimeoutError as error:
+                # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
+                raise DatabaseUnavailable(0) from error
             self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self._retries is not None:
+                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it.
+                self._driver = (await connection.get_raw_connection()).driver_connection
         return self._connection
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
@@ -298,7 +306,7 @@ class LazyConnection:
         except TimeoutError as error:
             raise self._timed_out() from error
         except sa_exc.DBAPIError as error:
-            if self._retries is None or not self._safe_to_resend(statement, error, connection):
+            if self._retries is None or not self._safe_to_resend(statement, error):
                 raise
         # The failed connection is gone (or given up): the pool opens a fresh one for the second attempt.
         await self._discard()
@@ -308,7 +316,7 @@ class LazyConnection:
         except TimeoutError as error:
             raise self._timed_out() from error
 
-    def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError, connection: AsyncConnection) -> bool:
+    def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError) -> bool:
         assert self._retries is not None
         errors = list(chain(error))
         if any(isinstance(item, NAMED_STATEMENT_REFUSED) for item in errors):
@@ -316,7 +324,10 @@ class LazyConnection:
             return True
         if not (error.connection_invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in errors)):
             return False  # an answer from the server (a constraint, a bad value): the same again would fail
-        if any(isinstance(item, asyncpg.InterfaceError) for item in errors) and self._closed_before_sending(connection):
+        # asyncpg checks that its connection is open before it writes a byte, and raises InterfaceError
+        # ("connection is closed") when it is not: then the statement never left.
+        closed = self._driver is not None and self._driver.is_closed()
+        if closed and any(isinstance(item, asyncpg.InterfaceError) for item in errors):
             logger.info("the database connection was closed before the statement was sent; sending it again")
             return True
         if is_read(statement):
@@ -327,16 +338,6 @@ class LazyConnection:
             "sent again (503, the change may have been saved)"
         )
         return False
-
-    @staticmethod
-    def _closed_before_sending(connection: AsyncConnection) -> bool:
-        # asyncpg checks that its connection is open before it writes a byte, and raises InterfaceError
-        # ("connection is closed") when it is not.
-        try:
-            raw = connection.sync_connection.connection.dbapi_connection if connection.sync_connection else None
-        except sa_exc.SQLAlchemyError:
-            return False  # already invalidated by SQLAlchemy: we cannot tell, so not provably unsent
-        return raw is not None and driver_connection(raw).is_closed()
 
     def _timed_out(self) -> StatementTimeout:
         # asyncpg's command_timeout (a connect timeout would be DatabaseUnavailable). asyncpg has sent the

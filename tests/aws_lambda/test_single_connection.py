@@ -12,9 +12,11 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+from sqlalchemy import insert, text
 
 import app.db
 from app.errors import OUTCOME_UNKNOWN
+from app.queries.tasks import tasks
 from tests.api import insert_task, make_account
 from tests.aws_lambda.support import adapt, response_header, response_json
 from tests.outage import APPLICATION_NAME, app_sessions, use_engine
@@ -167,3 +169,27 @@ def test_single_without_a_pooler_warns_at_startup(caplog, database_url):
     with caplog.at_level(logging.WARNING, logger="app.db"):
         app.db.create_engine(normalize_database_url(database_url, force_pooler=True), cfg)
     assert "without a pooler" not in caplog.text
+
+
+async def test_a_statement_on_a_connection_closed_before_sending_is_sent_once_on_a_new_one(
+    db, monkeypatch, database_url, caplog
+):
+    account = await make_account(db)
+    engine = use_engine(monkeypatch, database_url, DB_POOL="single")
+    connection = app.db.LazyConnection(engine)
+    try:
+        await connection.execute(text("SELECT 1"))
+        (first,) = await backend_pids(db)
+        # The connection closes between two statements of a request (our side hung up: nothing was sent).
+        assert connection._connection is not None
+        raw = await connection._connection.get_raw_connection()
+        raw.driver_connection.terminate()
+        with caplog.at_level(logging.INFO, logger="app.db"):
+            await connection.execute(insert(tasks).values(user_id=account.id, title="sent once"))
+        assert "closed before the statement was sent" in caplog.text
+        (second,) = await backend_pids(db)
+        assert second != first
+    finally:
+        await connection.close()
+        await engine.dispose()
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE title = 'sent once'") == 1
