@@ -24,7 +24,14 @@ for package in build-essential dpkg-dev pkg-config libevent-dev libssl-dev libc-
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || needed+=("$package")
 done
 if [ ${#needed[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo -n); fi
+    if [ "$(id -u)" = 0 ]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo -n)
+    else
+        echo "build_pgbouncer.sh: ${needed[*]} missing; install them (apt-get, as root) and run this again" >&2
+        exit 1
+    fi
     echo "build_pgbouncer.sh: installing ${needed[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -qq >&2
