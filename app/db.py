@@ -188,7 +188,7 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         # One connection per process, kept across Lambda invocations (Mangum keeps its event loop). Requests that
         # overlap in one process (only under uvicorn) wait for it rather than open a second one: "at most one
         # connection per process" is what makes a pooler's client limit a bound on the fleet. The wait is bounded
-        # by what the holder can take: one connect plus one statement.
+        # (a connect plus a statement's worth); past it the request gets a 503.
         pool_args = {
             "pool_size": 1,
             "max_overflow": 0,
@@ -233,7 +233,6 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     dbapi: Any = engine.dialect.loaded_dbapi
     if cfg.DB_POOL == "single":
         event.listen(engine.sync_engine.pool, "checkout", check_idle_connection)
-    if cfg.DB_POOL == "single":
         engine_retries[engine] = statements
     return engine
 
