@@ -37,6 +37,8 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/login_timing.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/request_log.py
+	$(BIN)/python bench/warm.py
+	$(BIN)/python bench/kill.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check app alembic scripts tests bench

@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     DATABASE_URL: SecretStr | None = None
     DATABASE_URL_DIRECT: SecretStr | None = None
     DB_POOLER: bool = False
-    DB_POOL: str = Field(default="null", pattern="^(null|queue)$")
+    DB_POOL: str = Field(default="null", pattern="^(null|queue|single)$")
     DB_ECHO: bool = False
     DB_CONNECT_TIMEOUT: float = Field(default=5.0, ge=0.5, le=20.0)
     # Keep it under API Gateway's 29 s for the API; the `migrate` function (no gateway) may allow minutes.

@@ -3,12 +3,16 @@
 Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
 first connection is opened by the first request that needs one.
 
-On Lambda every invocation opens a fresh connection (NullPool; a real pool cannot be shared across Mangum's
-event loop and frozen execution environments), so what matters is round trips per request:
+DB_POOL picks how connections live: `null` (the default) opens one per request; `single` keeps at most one per
+process across Lambda invocations (Mangum keeps its event loop), for a pooled endpoint; `queue` is a pool for
+long-running servers. What matters is round trips per request:
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
 - SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
 - closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
 - with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
+- with DB_POOL=single, a kept connection is checked without a round trip before use, a warm read reuses its
+  named prepared statement (one Bind/Execute round trip), and a statement that meets a dead connection is
+  sent again only when that is provably safe (LazyConnection);
 - single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
 - multi-statement work gets one transaction via `transaction_session`.
 
@@ -21,13 +25,17 @@ killed Lambda; the server-side one is the role's own setting, which PgBouncer an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Select, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -36,10 +44,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
-from sqlalchemy.util import await_only
+from sqlalchemy.sql import visitors
 
 from app.config import DatabaseTarget, Environment, Settings, settings
-from app.db_faults import ConnectFailure, DatabaseUnavailable, StatementTimeout, backoff_delays, classify_connect_error
+from app.db_driver import DRIVER_NAME, driver_connection, socket_has_news
+from app.db_faults import (
+    NAMED_STATEMENT_REFUSED,
+    ConnectFailure,
+    DatabaseUnavailable,
+    StatementTimeout,
+    backoff_delays,
+    classify_connect_error,
+)
+from app.errors import DISCONNECT_ERRORS
 
 logger = logging.getLogger("app.db")
 
@@ -124,71 +141,41 @@ def make_connector(target: DatabaseTarget, cfg: Settings):
     return connect
 
 
-def answer_first_connect_from_startup(dialect: Dialect) -> None:
-    """Skip SQLAlchemy's per-process first-connect queries; the answers are already known.
+class PreparedStatements:
+    """Whether this process's kept connection may use named prepared statements, and their names.
 
-    On its first connection SQLAlchemy asks the server for its version, the current schema, the isolation
-    level and standard_conforming_strings: four statements, ~8 round trips on every Lambda cold start.
-    PostgreSQL already reports `server_version` and `standard_conforming_strings` in the startup packet
-    (asyncpg keeps them); our connections always run READ COMMITTED (SQLAlchemy's asyncpg driver sends the
-    level explicitly with BEGIN) and the app never reflects, so the default schema is only a label.
-    Migrations use their own, unmodified engine (alembic/env.py), where reflection does need the truth.
+    With DB_POOL=single a warm read is one Bind/Execute round trip only if the statement's Parse survives from an
+    earlier request, i.e. named statements cached on the connection (SQLAlchemy's adapter keeps them). Through a
+    pooler that tracks them (PgBouncer >= 1.21 with max_prepared_statements, Neon's) that works; through one that
+    does not (PgBouncer 1.18), a later Bind can reach a server connection that never saw the Parse. The names are
+    unique to this process, so such a Bind fails with "prepared statement ... does not exist" (26000) and never
+    runs another client's statement of the same name; nothing has been executed then, so the statement is
+    retried once, and from then on this process uses unnamed statements (`refused()`).
     """
 
-    def driver_connection(connection: Any) -> asyncpg.Connection:
-        return connection.connection.dbapi_connection.driver_connection
+    def __init__(self) -> None:
+        self.named = True
+        self._prefix = f"__task_api_{secrets.token_hex(6)}_"
+        self._counter = itertools.count(1)
 
-    def server_version_info(connection: Any) -> tuple[int, ...]:
-        version = driver_connection(connection).get_server_version()
-        return (version.major, version.minor)
+    def next_name(self) -> str:
+        return f"{self._prefix}{next(self._counter)}__"
 
-    def set_backslash_escapes(connection: Any) -> None:
-        conforming = driver_connection(connection).get_settings().standard_conforming_strings
-        dialect._backslash_escapes = conforming == "off"  # type: ignore[attr-defined]
-
-    dialect._get_server_version_info = server_version_info  # type: ignore[method-assign]
-    dialect._get_default_schema_name = lambda connection: "public"  # type: ignore[method-assign]
-    dialect.get_default_isolation_level = lambda dbapi_connection: "READ COMMITTED"  # type: ignore[method-assign, assignment]
-    dialect._set_backslash_escapes = set_backslash_escapes  # type: ignore[attr-defined]
+    def refused(self) -> None:
+        if self.named:
+            logger.warning("the pooler does not keep prepared statements: using unnamed statements from now on")
+        self.named = False
 
 
-def close_without_waiting(dialect: Dialect) -> None:
-    """Close connections the way libpq's PQfinish does: send Terminate and drop the socket, no waiting.
+def check_idle_connection(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+    """Pool checkout hook (DB_POOL=single): refuse a connection the server or the pooler has already closed.
 
-    asyncpg's `Connection.close()` sends Terminate and then waits for the server to close its side: one full
-    round trip at the end of every request on a fresh connection, for nothing. `Connection.terminate()` sends
-    the same Terminate message and closes the socket at once (asyncpg >= 0.32), so the server ends the session
-    normally, without an "unexpected EOF" in its log. By the time the pool closes a connection SQLAlchemy has
-    already reset it (rolled back any transaction), so nothing is left on the server to wait for.
+    No round trip: see app.db_driver.socket_has_news. Raising DisconnectionError makes the pool discard the
+    connection and open a fresh one (SQLAlchemy's documented custom-ping pattern).
     """
-
-    def do_close(dbapi_connection: Any) -> None:
-        dbapi_connection.rollback()  # no I/O unless a transaction is still open
-        dialect.get_driver_connection(dbapi_connection).terminate()  # type: ignore[attr-defined]
-
-    dialect.do_close = do_close  # type: ignore[method-assign]
-
-
-def ping_in_one_round_trip(dialect: Dialect) -> None:
-    """Make the pool's pre-ping (DB_POOL=queue) one simple-protocol `SELECT 1`: one round trip, not three.
-
-    SQLAlchemy's asyncpg ping runs `;` inside BEGIN ... ROLLBACK when the connection is not in autocommit (it
-    never is at checkout), so that PgBouncer in transaction mode sees the prepared statement and its execution
-    on one server connection. A simple Query message ('Q', what asyncpg's `execute()` without arguments sends)
-    uses no prepared statement at all, so it is just as safe behind a pooler and costs one round trip.
-    Errors go through the adapter's translation, so the pool still recognises a dead connection and
-    reconnects.
-    """
-
-    def do_ping(dbapi_connection: Any) -> bool:
-        try:
-            # Not ";": asyncpg 0.32 fails on the EmptyQueryResponse of a simple query.
-            await_only(dialect.get_driver_connection(dbapi_connection).execute("SELECT 1"))  # type: ignore[attr-defined]
-        except Exception as error:  # noqa: BLE001 - translated to the DBAPI error SQLAlchemy expects
-            dbapi_connection._handle_exception(error)
-        return True
-
-    dialect.do_ping = do_ping  # type: ignore[method-assign]
+    if socket_has_news(driver_connection(dbapi_connection)):
+        logger.info("the kept database connection was closed while idle; opening a new one")
+        raise sa_exc.DisconnectionError("the kept connection was closed while idle")
 
 
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
@@ -197,21 +184,44 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     if cfg.DB_POOL == "queue":
         # Long-running servers (uvicorn, containers): keep connections; verify them after idle periods.
         pool_args = {"pool_size": 5, "max_overflow": 10, "pool_recycle": 3600, "pool_pre_ping": True}
+    elif cfg.DB_POOL == "single":
+        # One connection per process, kept across Lambda invocations (Mangum keeps its event loop). Requests that
+        # overlap in one process (only under uvicorn) wait for it rather than open a second one: "at most one
+        # connection per process" is what makes a pooler's client limit a bound on the fleet. The wait is bounded
+        # (a connect plus a statement's worth); past it the request gets a 503.
+        pool_args = {
+            "pool_size": 1,
+            "max_overflow": 0,
+            "pool_timeout": cfg.DB_CONNECT_TIMEOUT + cfg.DB_COMMAND_TIMEOUT,
+            "pool_pre_ping": False,  # checked without a round trip, see check_idle_connection
+        }
+        if not target.behind_pooler:
+            logger.warning(
+                "DB_POOL=single without a pooler: each warm process keeps a server connection; a direct endpoint "
+                "allows ~100 (use Neon's -pooler URL, DB_POOLER=true, or DB_POOL=null)"
+            )
     else:
         pool_args = {"poolclass": NullPool}
     connect = make_connector(target, cfg)
+    statements = PreparedStatements()
     # SQLAlchemy's own per-connection statement cache only pays off with long-lived connections, and behind
-    # a transaction pooler a cached statement may not exist on the next server connection.
-    statement_cache = 100 if cfg.DB_POOL == "queue" and not target.behind_pooler else 0
+    # a transaction pooler a cached statement may not exist on the next server connection: only with
+    # DB_POOL=single are they named uniquely and given up when the pooler refuses them.
+    queue_cache = 100 if cfg.DB_POOL == "queue" and not target.behind_pooler else 0
 
     def creator() -> Any:
-        # The form `async_creator=` uses internally, plus the adapter argument it cannot pass.
-        return engine.sync_engine.dialect.dbapi.connect(  # type: ignore[union-attr]
-            async_creator_fn=connect, prepared_statement_cache_size=statement_cache
-        )
+        # The form `async_creator=` uses internally, plus the adapter arguments it cannot pass.
+        if cfg.DB_POOL == "single" and statements.named:
+            options: dict[str, Any] = {
+                "prepared_statement_cache_size": 100,
+                "prepared_statement_name_func": statements.next_name,
+            }
+        else:
+            options = {"prepared_statement_cache_size": queue_cache}
+        return dbapi.connect(async_creator_fn=connect, **options)
 
     engine = create_async_engine(
-        target.url,
+        target.url.set(drivername=DRIVER_NAME),
         creator=creator,
         echo=cfg.DB_ECHO,
         # Bound parameters (password hashes, emails, task text) stay out of logs and error messages in
@@ -220,10 +230,16 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         execution_options={COMMAND_TIMEOUT_OPTION: cfg.DB_COMMAND_TIMEOUT},
         **pool_args,
     )
-    answer_first_connect_from_startup(engine.dialect)
-    close_without_waiting(engine.dialect)
-    ping_in_one_round_trip(engine.dialect)
+    dbapi: Any = engine.dialect.loaded_dbapi
+    if cfg.DB_POOL == "single":
+        event.listen(engine.sync_engine.pool, "checkout", check_idle_connection)
+        engine_retries[engine] = statements
     return engine
+
+
+# The engines whose LazyConnections may send a statement again (DB_POOL=single), with their prepared-statement
+# state. Per engine because tests and benches build engines of their own.
+engine_retries: weakref.WeakKeyDictionary[AsyncEngine, PreparedStatements] = weakref.WeakKeyDictionary()
 
 
 # The one engine. Every user looks it up here at call time (LazyConnection, transaction_session, health/db),
@@ -232,30 +248,110 @@ engine: AsyncEngine = create_engine(settings.database)
 SessionLocal = async_sessionmaker(expire_on_commit=False)  # bound to `engine` per session, see above
 
 
+def is_read(statement: Any) -> bool:
+    """A SELECT with no INSERT/UPDATE/DELETE anywhere inside it (CTEs included): safe to send twice."""
+    if not isinstance(statement, Select):
+        return False
+    return not any(getattr(element, "is_dml", False) for element in visitors.iterate(statement))
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, what SQLAlchemy wrapped (`orig`) and what that was raised from (`__cause__`)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__
+
+
 class LazyConnection:
     """The request's autocommit connection, opened by its first statement (not when the request starts).
 
     FastAPI enters a route's dependencies before it validates the query string and the body, so a connection
     opened up front would make every 422 pay for a connection, and on Neon possibly for waking a compute.
     Autocommit because these requests do one statement, atomic by itself: no BEGIN/COMMIT round trips.
+
+    With DB_POOL=single the connection may have been kept since an earlier invocation, so a statement can meet
+    a connection that died under it. It is sent again, once, on a fresh connection only where that is provably
+    safe: the pooler refused a named prepared statement (nothing ran), the connection was already closed before
+    the statement was sent, or the statement is a read. A write whose fate is unknown is never sent twice: it
+    ends in a 503 that says the change may have been saved (app.errors).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._connection: AsyncConnection | None = None
+        self._retries = engine_retries.get(engine)
+        self._driver: asyncpg.Connection | None = None
+
+    async def _open(self) -> AsyncConnection:
+        if self._connection is None:
+            try:
+                connection = await self._engine.connect()
+            except sa_exc.TimeoutError as error:
+                # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
+                raise DatabaseUnavailable(0) from error
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self._retries is not None:
+                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it.
+                self._driver = (await connection.get_raw_connection()).driver_connection
+        return self._connection
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        if self._connection is None:
-            connection = await self._engine.connect()
-            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection = await self._open()
         try:
-            return await self._connection.execute(statement, parameters)
+            return await connection.execute(statement, parameters)
         except TimeoutError as error:
-            # asyncpg's command_timeout (a connect timeout would be DatabaseUnavailable). asyncpg has sent the
-            # server a CancelRequest; SQLAlchemy treats asyncio.TimeoutError as an exit exception and invalidates
-            # the connection, whose graceful close waits for the cancel to be acknowledged: it is never reused.
-            options = self._connection.sync_connection.get_execution_options()  # type: ignore[union-attr]
-            raise StatementTimeout(options.get(COMMAND_TIMEOUT_OPTION)) from error
+            raise self._timed_out() from error
+        except sa_exc.DBAPIError as error:
+            if self._retries is None or not self._safe_to_resend(statement, error):
+                raise
+        # The failed connection is gone (or given up): the pool opens a fresh one for the second attempt.
+        await self._discard()
+        connection = await self._open()
+        try:
+            return await connection.execute(statement, parameters)
+        except TimeoutError as error:
+            raise self._timed_out() from error
+
+    def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError) -> bool:
+        assert self._retries is not None
+        errors = list(chain(error))
+        if any(isinstance(item, NAMED_STATEMENT_REFUSED) for item in errors):
+            self._retries.refused()  # a failed Parse or Bind of a named statement: nothing was executed
+            return True
+        if not (error.connection_invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in errors)):
+            return False  # an answer from the server (a constraint, a bad value): the same again would fail
+        # asyncpg checks that its connection is open before it writes a byte, and raises InterfaceError
+        # ("connection is closed") when it is not: then the statement never left.
+        closed = self._driver is not None and self._driver.is_closed()
+        if closed and any(isinstance(item, asyncpg.InterfaceError) for item in errors):
+            logger.info("the database connection was closed before the statement was sent; sending it again")
+            return True
+        if is_read(statement):
+            logger.info("the database connection was lost during a read; reading again on a new connection")
+            return True
+        logger.warning(
+            "the database connection was lost while a write was running: its outcome is unknown, so it is not "
+            "sent again (503, the change may have been saved)"
+        )
+        return False
+
+    def _timed_out(self) -> StatementTimeout:
+        # asyncpg's command_timeout (a connect timeout would be DatabaseUnavailable). asyncpg has sent the
+        # server a CancelRequest; SQLAlchemy treats asyncio.TimeoutError as an exit exception and invalidates
+        # the connection, whose graceful close waits for the cancel to be acknowledged: it is never reused.
+        options = self._engine.sync_engine.get_execution_options()
+        return StatementTimeout(options.get(COMMAND_TIMEOUT_OPTION))
+
+    async def _discard(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                await connection.invalidate()
+            finally:
+                await connection.close()
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -44,6 +44,12 @@ class StatementTimeout(Exception):
         self.seconds = seconds
 
 
+# A pooler that does not keep protocol-level prepared statements (PgBouncer < 1.21) answers a Bind of a named
+# statement on a server connection that never saw its Parse with 26000, or a Parse whose name is taken there
+# with 42P05. Either way the statement was not executed.
+NAMED_STATEMENT_REFUSED = (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)
+
+
 class ConnectFailure(enum.Enum):
     retry = "not yet: worth another attempt"
     lasting = "refused for good: retrying cannot help"

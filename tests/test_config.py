@@ -181,7 +181,8 @@ def test_malformed_url_stops_startup_with_a_clear_message_and_no_password():
 def test_importing_the_app_with_an_unreachable_host_does_no_io():
     result = _import_app({"DATABASE_URL": "postgresql://u:p@db.invalid:5432/d?sslmode=require"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "postgresql+asyncpg://u:***@db.invalid:5432/d"
+    # The engine's driver is app.db_driver's subclass of SQLAlchemy's asyncpg dialect.
+    assert result.stdout.strip() == "postgresql+taskapi_asyncpg://u:***@db.invalid:5432/d"
 
 
 def test_empty_values_as_in_env_example_mean_the_defaults(monkeypatch, tmp_path):

@@ -52,3 +52,22 @@ def fresh_pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.Pg
         yield bouncer
     finally:
         bouncer.stop()
+
+
+def require_current_binary() -> str:
+    binary = pgb.find_current_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the pooler tests. {pgb.CURRENT_MISSING}", pytrace=False)
+        pytest.skip(pgb.CURRENT_MISSING)
+    return binary
+
+
+# Both poolers, for the tests where they differ: Debian bookworm's 1.18 ("old": no prepared-statement tracking)
+# and 1.24 built from trixie's source ("current": keeps them, like Neon's).
+POOLERS = ["pgbouncer-1.18", "pgbouncer-1.24"]
+
+
+@pytest.fixture(params=POOLERS)
+def any_pgbouncer_binary(request: pytest.FixtureRequest) -> str:
+    return require_binary() if request.param == "pgbouncer-1.18" else require_current_binary()

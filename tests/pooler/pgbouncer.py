@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +41,29 @@ def version(binary: str) -> str:
     return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.split("\n")[0]
 
 
+# The current pooler: PgBouncer 1.24 from Debian trixie's source, built by scripts/build_pgbouncer.sh (.ci/run
+# builds it) into the cache folder below. It tracks protocol-level prepared statements, as Neon's pooler does.
+CURRENT_MISSING = (
+    "PgBouncer 1.24 is not built, so the tests through a pooler that keeps prepared statements cannot run: run "
+    "scripts/build_pgbouncer.sh (CI does, in .ci/run)."
+)
+# Neon's published pooler setting.
+NEON_MAX_PREPARED_STATEMENTS = 1000
+
+
+def find_current_binary() -> str | None:
+    cache = Path(os.environ.get("TASK_API_CACHE") or Path.home() / ".cache" / "task-api")
+    binary = cache / "pgbouncer-1.24" / "bin" / "pgbouncer"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+def tracks_prepared_statements(binary: str) -> bool:
+    """PgBouncer >= 1.21 can keep protocol-level prepared statements (max_prepared_statements)."""
+    number = version(binary).split()[-1]
+    major, minor = (int(part) for part in number.split(".")[:2])
+    return (major, minor) >= (1, 21)
+
+
 @dataclass
 class PgBouncer:
     """A running pgbouncer. `url()` points at it; `admin()` runs a command on its admin console."""
@@ -51,6 +75,8 @@ class PgBouncer:
     password: str
     database: str
     pool_size: int
+    binary: str = ""
+    run_as: str | None = None
     _stopped: bool = field(default=False, repr=False)
 
     def url(self, database: str | None = None) -> str:
@@ -107,6 +133,15 @@ class PgBouncer:
         row = next((row for row in self.admin("SHOW STATS") if row["database"] == self.database), {})
         return {key: int(value) for key, value in row.items() if key.startswith("total_")}
 
+    def restart(self) -> None:
+        """Stop the process (its clients' connections close) and start it again on the same port.
+
+        SIGINT is the safe shutdown in every version (since 1.23 SIGTERM waits for every client to leave)."""
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        self.process = _launch(self.binary, self.workdir, self.run_as)
+        _wait_listening(self)
+
     def stop(self) -> None:
         if self._stopped:
             return
@@ -126,15 +161,21 @@ def start(
     pool_size: int = POOL_SIZE,
     binary: str | None = None,
     auth_type: str = "scram-sha-256",
+    settings: dict[str, str] | None = None,
 ) -> PgBouncer:
     """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1.
 
     Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it
-    asks of its clients.
+    asks of its clients. A pgbouncer that can keep prepared statements (1.21+) keeps as many as Neon's does.
+    `settings` adds or overrides [pgbouncer] settings (e.g. client_idle_timeout).
     """
     binary = binary or find_binary()
     if binary is None:
         raise FileNotFoundError(MISSING)
+    extra = {}
+    if tracks_prepared_statements(binary):
+        extra["max_prepared_statements"] = str(NEON_MAX_PREPARED_STATEMENTS)
+    extra.update(settings or {})
     upstream = make_url(upstream_url.replace("postgres://", "postgresql://", 1))
     user, password = upstream.username or "postgres", upstream.password or ""
     port = free_port()
@@ -155,20 +196,35 @@ def start(
         # Neon's pooler: the same defaults for what clients may send at startup.
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        "log_connections = 0\nlog_disconnections = 0\n"
+        "log_connections = 0\nlog_disconnections = 0\n" + "".join(f"{key} = {value}\n" for key, value in extra.items())
     )
     run_as = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         run_as = "nobody"  # pgbouncer refuses to run as root
+        if not binary.startswith("/usr/"):
+            # A binary built into root's cache folder is out of nobody's reach: run a copy from the workdir.
+            binary = str(shutil.copy2(binary, workdir / "pgbouncer"))
         for path in (workdir, *workdir.iterdir()):
             shutil.chown(path, user=run_as)
-    process = subprocess.Popen(
+    process = _launch(binary, workdir, run_as)
+    bouncer = PgBouncer(
+        process, workdir, port, user, password, upstream.database or "postgres", pool_size, binary, run_as
+    )
+    _wait_listening(bouncer)
+    return bouncer
+
+
+def _launch(binary: str, workdir: Path, run_as: str | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [binary, "-q", str(workdir / "pgbouncer.ini")],
         user=run_as,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    bouncer = PgBouncer(process, workdir, port, user, password, upstream.database or "postgres", pool_size)
+
+
+def _wait_listening(bouncer: PgBouncer) -> None:
+    process, port = bouncer.process, bouncer.port
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -178,7 +234,7 @@ def start(
             raise RuntimeError(f"pgbouncer exited with code {process.returncode}: {stderr}\n{log}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return bouncer
+                return
         except OSError:
             time.sleep(0.05)
     bouncer.stop()

@@ -1,0 +1,108 @@
+"""The one place that reaches below SQLAlchemy's and asyncpg's public APIs, for the versions checked here.
+
+Three things the public APIs do not offer:
+- a dialect that answers SQLAlchemy's first-connect questions from the server's startup report, closes a
+  connection without waiting for the server's goodbye, and pings in one round trip (`TaskApiDialect`);
+- whether an idle connection's socket has something to say (`socket_has_news`): after a Lambda sandbox thaws,
+  the server's goodbye (pg_terminate_backend's FATAL message, a pooler's or server's close) sits unread in the
+  kernel's buffer, and the event loop has not looked yet.
+
+The dialect is a subclass registered under its own driver name (SQLAlchemy's public dialect registry), so no
+method of SQLAlchemy's own dialect is replaced. The overridden hooks are not public API: importing this module
+with versions outside the ones below fails at once instead of misbehaving quietly.
+"""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+import asyncpg
+import sqlalchemy
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine.interfaces import IsolationLevel
+from sqlalchemy.util import await_only
+
+# Series whose hooks below were read and tested; a new series has to be read again before it is allowed here.
+SQLALCHEMY_SERIES = ("2.0.", "2.1.")
+ASYNCPG_SERIES = ("0.32.",)
+DRIVER_NAME = "postgresql+taskapi_asyncpg"
+
+if not sqlalchemy.__version__.startswith(SQLALCHEMY_SERIES) or not asyncpg.__version__.startswith(ASYNCPG_SERIES):
+    raise ImportError(
+        f"app/db_driver.py was written for SQLAlchemy {'/'.join(SQLALCHEMY_SERIES)}x and asyncpg "
+        f"{'/'.join(ASYNCPG_SERIES)}x, found SQLAlchemy {sqlalchemy.__version__} and asyncpg {asyncpg.__version__}: "
+        "check the dialect hooks and Connection._transport there, then add the series"
+    )
+
+
+def driver_connection(dbapi_connection: Any) -> asyncpg.Connection:
+    """The asyncpg connection under SQLAlchemy's adapted DBAPI connection (public: AdaptedConnection)."""
+    return dbapi_connection.driver_connection
+
+
+class TaskApiDialect(PGDialect_asyncpg):
+    """SQLAlchemy's asyncpg dialect, minus the round trips it spends that the app does not need.
+
+    - First connect: SQLAlchemy asks the server for its version, the current schema, the isolation level and
+      standard_conforming_strings: four statements, ~8 round trips on every Lambda cold start. PostgreSQL
+      already reports `server_version` and `standard_conforming_strings` at startup (asyncpg keeps them); our
+      connections run READ COMMITTED (the driver sends the level with BEGIN) and the app never reflects, so the
+      default schema is only a label. Migrations use their own, unmodified engine (alembic/env.py).
+    - Close: asyncpg's `close()` sends Terminate and waits for the server to hang up: one round trip at the end
+      of every request on a fresh connection. `terminate()` (asyncpg >= 0.32) sends the same Terminate and drops
+      the socket, as libpq's PQfinish does. SQLAlchemy has already reset the connection by then.
+    - Ping (DB_POOL=queue's pre-ping): one simple-protocol `SELECT 1` instead of `;` inside BEGIN/ROLLBACK; a
+      simple Query uses no prepared statement, so it is as safe behind a transaction pooler. Not `;`: asyncpg
+      0.32 fails on the EmptyQueryResponse of a simple query.
+    """
+
+    supports_statement_cache = True  # only hooks change; SQL compilation is the parent's, cacheable as before
+
+    def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
+        version = driver_connection(connection.connection.dbapi_connection).get_server_version()
+        return (version.major, version.minor)
+
+    def _get_default_schema_name(self, connection: Any) -> str:
+        return "public"
+
+    def get_default_isolation_level(self, dbapi_conn: Any) -> IsolationLevel:
+        return "READ COMMITTED"
+
+    def _set_backslash_escapes(self, connection: Any) -> None:
+        settings = driver_connection(connection.connection.dbapi_connection).get_settings()
+        self._backslash_escapes = settings.standard_conforming_strings == "off"
+
+    def do_close(self, dbapi_connection: Any) -> None:
+        dbapi_connection.rollback()  # no I/O unless a transaction is still open
+        driver_connection(dbapi_connection).terminate()
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        try:
+            await_only(driver_connection(dbapi_connection).execute("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 - translated to the DBAPI error the pool recognises
+            dbapi_connection._handle_exception(error)
+        return True
+
+
+registry.register(DRIVER_NAME.replace("+", "."), __name__, "TaskApiDialect")
+
+
+def socket_has_news(connection: asyncpg.Connection) -> bool:
+    """True when an idle connection is closed or its socket is readable: either way, not worth reusing.
+
+    Costs one zero-timeout poll, no round trip. An idle PostgreSQL session sends nothing unprompted except its
+    goodbye (a FATAL ErrorResponse, then EOF), and a pooler that drops a client just closes the socket; data
+    that arrived while the sandbox was frozen is still in the kernel's buffer, readable here.
+    """
+    if connection.is_closed():
+        return True
+    transport = connection._transport  # asyncpg keeps its asyncio transport here (checked versions above)
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
