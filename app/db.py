@@ -39,7 +39,13 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
 from app.config import DatabaseTarget, Environment, Settings, settings
-from app.db_faults import ConnectFailure, DatabaseUnavailable, StatementTimeout, backoff_delays, classify_connect_error
+from app.db_faults import (
+    ConnectFailure,
+    StatementTimeout,
+    backoff_delays,
+    classify_connect_error,
+    connect_failed,
+)
 
 logger = logging.getLogger("app.db")
 
@@ -110,7 +116,7 @@ def make_connector(target: DatabaseTarget, cfg: Settings):
                     raise  # not about the database: a bug, shown as such
                 delay = next(delays)
                 if failure is not ConnectFailure.retry or deadline - time.monotonic() < delay + MIN_ATTEMPT_SECONDS:
-                    raise DatabaseUnavailable(attempts, lasting=failure is ConnectFailure.lasting) from error
+                    raise connect_failed(attempts, failure, error, target.url.host or "") from error
                 # The type and SQLSTATE only: messages can name hosts and users.
                 logger.info(
                     "database connect attempt %d failed (%s %s); retrying in %.2f s",

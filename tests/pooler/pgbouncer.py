@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from app.dev.certificates import KeyPair
 from app.dev.embedded import bin_dir, free_port
 
 MISSING = (
@@ -120,17 +121,29 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def client_tls_settings(tls: KeyPair, workdir: Path) -> str:
+    """pgbouncer.ini lines that make clients use TLS with `tls`'s certificate (copied into `workdir`, which
+    pgbouncer's user owns)."""
+    cert, key = workdir / "server.crt", workdir / "server.key"
+    shutil.copyfile(tls.cert, cert)
+    shutil.copyfile(tls.key, key)
+    os.chmod(key, 0o600)
+    return f"client_tls_sslmode = require\nclient_tls_cert_file = {cert}\nclient_tls_key_file = {key}\n"
+
+
 def start(
     upstream_url: str,
     *,
     pool_size: int = POOL_SIZE,
     binary: str | None = None,
     auth_type: str = "scram-sha-256",
+    tls: KeyPair | None = None,
 ) -> PgBouncer:
     """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1.
 
     Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it
-    asks of its clients.
+    asks of its clients. With `tls` (a certificate and its key) it requires TLS of its clients, as Neon's
+    endpoints do.
     """
     binary = binary or find_binary()
     if binary is None:
@@ -156,6 +169,7 @@ def start(
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
         "log_connections = 0\nlog_disconnections = 0\n"
+        + (client_tls_settings(tls, workdir) if tls else "")
     )
     run_as = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
