@@ -168,8 +168,7 @@ def start(
         # Neon's pooler: the same defaults for what clients may send at startup.
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        "log_connections = 0\nlog_disconnections = 0\n"
-        + (client_tls_settings(tls, workdir) if tls else "")
+        "log_connections = 0\nlog_disconnections = 0\n" + (client_tls_settings(tls, workdir) if tls else "")
     )
     run_as = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
