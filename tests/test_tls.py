@@ -9,10 +9,13 @@ tests/tls_terminator.py, which answers it as PostgreSQL 17 and Neon's proxy do.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ from app.config import normalize_database_url, settings
 from app.db import connect_to, make_connector
 from app.db_faults import ServerCertificateUntrusted
 from app.dev.certificates import KeyPair, ensure_local_tls, issue, self_signed
+from tests.api import make_account
+from tests.aws_lambda.support import FakeContext, adapt, response_json
 from tests.outage import stranger_headers, use_engine
 from tests.pooler import pgbouncer as pgb
 from tests.pooler.conftest import require_binary
@@ -47,6 +52,7 @@ CA_FILE_FORMS = [
 ]
 VERIFYING_FORMS = SYSTEM_STORE_FORMS + CA_FILE_FORMS
 UNCHECKED_FORMS = ["sslmode=require", "sslmode=prefer", ""]
+V2_EVENT = "powertools__apiGatewayProxyV2Event.json"  # a real API Gateway HTTP API (2.0) event
 DIRECT_FORMS = [f"{NEON_DEFAULT}&sslnegotiation=direct", "sslmode=verify-full&sslnegotiation=direct&sslrootcert={ca}"]
 
 
@@ -243,3 +249,37 @@ def test_libpq_tools_get_the_same_checks(form, stand_ins, certificates, trust_lo
     assert genuine.returncode == 0 and genuine.stdout.strip() == "1", genuine.stderr
     refused = run(stand_ins.mitm)
     assert refused.returncode != 0 and "certificate verify failed" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def lambda_thread():
+    """The 'Lambda' thread: its own event loop, kept across invocations, as Mangum keeps it on Lambda."""
+    executor = ThreadPoolExecutor(1, initializer=lambda: asyncio.set_event_loop(asyncio.new_event_loop()))
+    yield executor
+    executor.shutdown()
+
+
+async def invoke(lambda_thread, event: dict) -> dict:
+    from app.handler import handler
+
+    return await asyncio.get_running_loop().run_in_executor(lambda_thread, handler, event, FakeContext())
+
+
+async def test_through_the_lambda_handler_neons_url_serves_the_genuine_server_and_refuses_the_mitm(
+    lambda_thread, db, monkeypatch, stand_ins, certificates, trust_local_ca, leak_watch
+):
+    account = await make_account(db)
+    tasks = adapt(V2_EVENT, "GET", "/api/v1/tasks", headers=account.headers)
+    health = adapt(V2_EVENT, "GET", "/api/v1/health/db")
+
+    use_engine(monkeypatch, url_for(stand_ins.genuine.url(), NEON_DEFAULT, certificates), pooler=True)
+    served = await invoke(lambda_thread, tasks)
+    assert served["statusCode"] == 200 and response_json(served) == {"items": [], "next_cursor": None}
+    assert (await invoke(lambda_thread, health))["statusCode"] == 200
+
+    use_engine(monkeypatch, url_for(stand_ins.mitm.url(), NEON_DEFAULT, certificates), pooler=True)
+    refused, unhealthy = await invoke(lambda_thread, tasks), await invoke(lambda_thread, health)
+    assert refused["statusCode"] == 503 and response_json(refused)["detail"].startswith("TLS certificate not trusted")
+    assert unhealthy["statusCode"] == 503 and "TLS certificate not trusted" in response_json(unhealthy)["reason"]
+    for response in (served, refused, unhealthy):
+        leak_watch.scan("the Lambda response", json.dumps(response), tokens=False)
