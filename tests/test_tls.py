@@ -226,7 +226,8 @@ async def test_direct_tls_keeps_the_checks(form, direct_fronts, database_url, ce
 def libpq_psql() -> str:
     """Debian's psql (libpq built with OpenSSL); the embedded wheel's has no TLS."""
     found = shutil.which("psql", path="/usr/bin:/usr/local/bin")
-    if found is None:
+    # Debian's /usr/bin/psql is a wrapper that exists without any client installed.
+    if found is None or subprocess.run([found, "--version"], capture_output=True).returncode != 0:
         message = "no psql with TLS support (Debian: apt-get install postgresql-client); .ci/run installs it"
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
