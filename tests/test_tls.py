@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,3 +285,25 @@ async def test_through_the_lambda_handler_neons_url_serves_the_genuine_server_an
     assert unhealthy["statusCode"] == 503 and "TLS certificate not trusted" in response_json(unhealthy)["reason"]
     for response in (served, refused, unhealthy):
         leak_watch.scan("the Lambda response", json.dumps(response), tokens=False)
+
+
+def test_migrations_follow_the_same_rules(direct_fronts, database_url, certificates, trust_local_ca):
+    """`alembic current` over a Neon-shaped DATABASE_URL_DIRECT (a direct endpoint: PostgreSQL behind TLS, as
+    Neon's proxy fronts it): the genuine server answers, the man in the middle is refused."""
+    from tests.conftest import ROOT
+
+    base = make_url(database_url)
+
+    def alembic_current(front: TlsTerminator) -> subprocess.CompletedProcess[str]:
+        url = url_for(base.set(port=front.port).render_as_string(False), NEON_DEFAULT, certificates)
+        env = {**os.environ, "DATABASE_URL": url, "DATABASE_URL_DIRECT": url}
+        return subprocess.run(
+            [sys.executable, "scripts/alembic_cli.py", "current"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+
+    genuine_front, mitm_front = direct_fronts
+    genuine = alembic_current(genuine_front)
+    assert genuine.returncode == 0 and "(head)" in genuine.stdout, genuine.stderr
+    refused = alembic_current(mitm_front)
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    assert base.password not in refused.stderr + refused.stdout

@@ -14,11 +14,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from app.dev.certificates import KeyPair
 from app.dev.embedded import bin_dir, free_port
+
+if TYPE_CHECKING:
+    from app.dev.certificates import KeyPair
 
 MISSING = (
     "pgbouncer is not installed, so the tests through a transaction pooler cannot run: install it "
