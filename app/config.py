@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.tls import TLS_PARAMETERS, TlsParameterError, TlsPolicy, is_loopback, policy_from_params
+
 # Where `make dev` and the scripts run the embedded PostgreSQL (see app/dev/embedded.py). It is only a default
 # for ENVIRONMENT=local; production requires DATABASE_URL.
 LOCAL_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:54329/app"
@@ -37,13 +39,9 @@ class DatabaseUrlError(ValueError):
     """A database URL that cannot be used. The message names the variable and never contains the password."""
 
 
-# libpq `sslmode` -> asyncpg `ssl`. asyncpg accepts the same words, but only as the `ssl` keyword argument.
-_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-# libpq-only parameters that asyncpg would reject with a TypeError. Neon adds `channel_binding`; asyncpg
-# authenticates with SCRAM-SHA-256 without channel binding, which Neon accepts. `options=endpoint%3D...` is for
-# clients without SNI; asyncpg sends SNI.
+# libpq-only parameters that asyncpg would reject with a TypeError and that change nothing we promise.
+# `options=endpoint%3D...` is for clients without SNI; asyncpg sends SNI. The TLS parameters are app/tls.py's.
 _DROPPED_PARAMS = {
-    "channel_binding",
     "gssencmode",
     "gsslib",
     "krbsrvname",
@@ -71,11 +69,16 @@ class DatabaseTarget:
     """A normalised database URL plus the asyncpg connect arguments that cannot live in a URL."""
 
     url: URL
-    connect_args: dict[str, Any] = field(default_factory=dict)
+    tls: TlsPolicy = field(default_factory=TlsPolicy)
     behind_pooler: bool = False
 
     def __repr__(self) -> str:  # URL's own repr already masks the password; keep it that way for the dataclass
-        return f"DatabaseTarget(url={self.url!r}, connect_args={self.connect_args!r}, pooler={self.behind_pooler})"
+        return f"DatabaseTarget(url={self.url!r}, tls={self.tls!r}, pooler={self.behind_pooler})"
+
+    @property
+    def connect_args(self) -> dict[str, Any]:
+        """`ssl` and `direct_tls` for asyncpg.connect. The SSLContext is built on first use, once per process."""
+        return self.tls.asyncpg_args()
 
     @property
     def safe_url(self) -> str:
@@ -85,10 +88,7 @@ class DatabaseTarget:
     @property
     def libpq_url(self) -> str:
         """A plain `postgresql://` URL for libpq tools (pg_dump, psql), password included: never log it."""
-        url = self.url.set(drivername="postgresql")
-        sslmode = self.connect_args.get("ssl")
-        if isinstance(sslmode, str):
-            url = url.update_query_dict({"sslmode": sslmode})
+        url = self.url.set(drivername="postgresql").update_query_dict(self.tls.libpq_params())
         return url.render_as_string(hide_password=False)
 
 
@@ -96,8 +96,9 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_po
     """Turn any PostgreSQL URL a user may paste (Neon's included) into one SQLAlchemy + asyncpg accept.
 
     - `postgres://`, `postgresql://`, `postgresql+<any driver>://` all become `postgresql+asyncpg://`;
-    - `sslmode` becomes asyncpg's `ssl`, `sslnegotiation=direct` becomes `direct_tls`;
-    - libpq-only parameters (`channel_binding`, ...) are dropped; anything else unknown is refused by name;
+    - the TLS parameters (`sslmode`, `sslrootcert`, `channel_binding`, `sslnegotiation`) become a TlsPolicy
+      (app/tls.py), checked here: a contradiction or an unreadable CA file stops startup;
+    - other libpq-only parameters (`options`, ...) are dropped; anything else unknown is refused by name;
     - a Neon `-pooler` host (or `force_pooler`) marks the target as behind a transaction pooler.
     """
     text = (raw or "").strip()
@@ -123,31 +124,41 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_po
     if not url.database:
         raise DatabaseUrlError(f"{variable} has no database name (…/dbname at the end)")
 
-    connect_args: dict[str, Any] = {}
+    tls_params: dict[str, str] = {}
     kept: dict[str, str] = {}
     for key, value in url.query.items():
         value = value[-1] if isinstance(value, tuple) else value
-        if key == "sslmode" or key == "ssl":
-            if value not in _SSLMODES and value not in {"true", "false"}:
-                raise DatabaseUrlError(f"{variable} has an unknown sslmode {value!r}; use one of {sorted(_SSLMODES)}")
-            connect_args["ssl"] = {"true": "require", "false": "disable"}.get(value, value)
-        elif key == "sslnegotiation":
-            connect_args["direct_tls"] = value == "direct"
+        if key in TLS_PARAMETERS:
+            tls_params[key] = value
         elif key == "target_session_attrs":
             kept[key] = value
         elif key in _DROPPED_PARAMS or key in _ENGINE_OWNED_PARAMS:
             continue
-        elif key in {"sslrootcert", "sslcert", "sslkey", "sslpassword"}:
-            raise DatabaseUrlError(
-                f"{variable}: {key} is not supported by the asyncpg driver; use sslmode=verify-full with the "
-                "system trust store instead"
-            )
+        elif key in {"sslcert", "sslkey", "sslpassword"}:
+            raise DatabaseUrlError(f"{variable}: {key} (a client certificate) is not supported by this app")
         else:
             raise DatabaseUrlError(f"{variable} has a query parameter asyncpg does not understand: {key!r}")
+    try:
+        tls = policy_from_params(tls_params)
+    except TlsParameterError as error:
+        raise DatabaseUrlError(f"{variable}: {error}") from None
 
     behind_pooler = force_pooler or "-pooler" in url.host.split(".", 1)[0]
     url = url.set(drivername="postgresql+asyncpg", query=kept)
-    return DatabaseTarget(url=url, connect_args=connect_args, behind_pooler=behind_pooler)
+    return DatabaseTarget(url=url, tls=tls, behind_pooler=behind_pooler)
+
+
+def refuse_insecure_transport(target: DatabaseTarget, variable: str) -> None:
+    """Production may not send the password and the data in the clear to a host beyond this machine."""
+    host = target.url.host or ""
+    if target.tls.encrypts or is_loopback(host):
+        return
+    raise DatabaseUrlError(
+        f"{variable} lets the connection to {host} run without TLS (sslmode={target.tls.sslmode or 'none'}), so "
+        "the password and the data could cross the network in the clear: add sslmode=verify-full (or Neon's "
+        "sslmode=require&channel_binding=require), or set DB_ALLOW_INSECURE_TRANSPORT=true if the network is "
+        "trusted"
+    )
 
 
 def direct_url_for(raw: str) -> str:
@@ -179,6 +190,9 @@ class Settings(BaseSettings):
     # Keep it under API Gateway's 29 s for the API; the `migrate` function (no gateway) may allow minutes.
     DB_COMMAND_TIMEOUT: float = Field(default=15.0, ge=1.0, le=900.0)
     DB_APPLICATION_NAME: str = "task-api"
+    # Production refuses a remote database URL that allows plaintext (sslmode below require); this says the
+    # network between the app and the database is trusted (a private VPC link, a sidecar).
+    DB_ALLOW_INSECURE_TRANSPORT: bool = False
 
     SECRET_KEY: SecretStr | None = None
     ALGORITHM: str = Field(default="HS256", pattern="^HS(256|384|512)$")
@@ -234,15 +248,21 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseTarget:
         """The app's database (the pooled endpoint on Neon). Raises DatabaseUrlError naming the variable."""
         raw = self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else LOCAL_DATABASE_URL
-        return normalize_database_url(raw, variable="DATABASE_URL", force_pooler=self.DB_POOLER)
+        return self._checked(normalize_database_url(raw, variable="DATABASE_URL", force_pooler=self.DB_POOLER))
 
     @cached_property
     def database_direct(self) -> DatabaseTarget:
         """The direct (non-pooled) endpoint, for migrations and dumps."""
         if self.DATABASE_URL_DIRECT is not None:
-            return normalize_database_url(self.DATABASE_URL_DIRECT.get_secret_value(), variable="DATABASE_URL_DIRECT")
+            raw, variable = self.DATABASE_URL_DIRECT.get_secret_value(), "DATABASE_URL_DIRECT"
+            return self._checked(normalize_database_url(raw, variable=variable), variable)
         raw = self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else LOCAL_DATABASE_URL
-        return normalize_database_url(direct_url_for(raw), variable="DATABASE_URL")
+        return self._checked(normalize_database_url(direct_url_for(raw), variable="DATABASE_URL"))
+
+    def _checked(self, target: DatabaseTarget, variable: str = "DATABASE_URL") -> DatabaseTarget:
+        if self.ENVIRONMENT is Environment.production and not self.DB_ALLOW_INSECURE_TRANSPORT:
+            refuse_insecure_transport(target, variable)
+        return target
 
 
 def get_settings() -> Settings:
@@ -251,7 +271,9 @@ def get_settings() -> Settings:
 
     try:
         settings = Settings()
-        settings.database  # noqa: B018 - validate the URL now, at startup, not on the first request
+        # Validate both URLs now, at startup, not on the first request or the first migration.
+        settings.database  # noqa: B018
+        settings.database_direct  # noqa: B018
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise SystemExit(f"Invalid configuration: {problems}") from None

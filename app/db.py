@@ -55,6 +55,7 @@ from app.db_faults import (
     StatementTimeout,
     backoff_delays,
     classify_connect_error,
+    connect_failed,
 )
 from app.errors import DISCONNECT_ERRORS
 
@@ -127,7 +128,7 @@ def make_connector(target: DatabaseTarget, cfg: Settings):
                     raise  # not about the database: a bug, shown as such
                 delay = next(delays)
                 if failure is not ConnectFailure.retry or deadline - time.monotonic() < delay + MIN_ATTEMPT_SECONDS:
-                    raise DatabaseUnavailable(attempts, lasting=failure is ConnectFailure.lasting) from error
+                    raise connect_failed(attempts, failure, error, target.url.host or "") from error
                 # The type and SQLSTATE only: messages can name hosts and users.
                 logger.info(
                     "database connect attempt %d failed (%s %s); retrying in %.2f s",

@@ -35,6 +35,25 @@ class DatabaseUnavailable(Exception):
         self.lasting = lasting
 
 
+class ServerCertificateUntrusted(DatabaseUnavailable):
+    """The server's TLS certificate failed verification (a man in the middle, the wrong host, or a trust store
+    without the right CA): lasting, never retried. The message gives the host and OpenSSL's reason only (no
+    certificate contents), and is safe to log."""
+
+    def __init__(self, attempts: int, host: str, reason: str) -> None:
+        super().__init__(attempts, lasting=True)
+        self.host = host
+        self.reason = reason
+        self.args = (f"certificate verify failed for host {host}: {reason}",)
+
+
+def connect_failed(attempts: int, failure: ConnectFailure, error: BaseException, host: str) -> DatabaseUnavailable:
+    """The DatabaseUnavailable a connector raises (from `error`) when it gives up."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return ServerCertificateUntrusted(attempts, host, error.verify_message or "certificate verify failed")
+    return DatabaseUnavailable(attempts, lasting=failure is ConnectFailure.lasting)
+
+
 class StatementTimeout(Exception):
     """A statement ran past DB_COMMAND_TIMEOUT. asyncpg has sent the server a CancelRequest for it, and the
     connection was discarded rather than handed to the next request."""

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
-from app.db_faults import DatabaseUnavailable, StatementTimeout
+from app.db_faults import DatabaseUnavailable, ServerCertificateUntrusted, StatementTimeout
 from app.observability import FIELDS
 
 logger = logging.getLogger("app.errors")
@@ -30,6 +30,10 @@ DATABASE_REFUSED_LOGIN = (
     "The service cannot log in to its database (a configuration problem on the server side); retry later."
 )
 MISCONFIGURED_RETRY_AFTER_SECONDS = "30"
+DATABASE_TLS_UNTRUSTED = (
+    "TLS certificate not trusted: the service will not talk to a database server it cannot verify (a "
+    "configuration problem on the server side); retry later."
+)
 OUTCOME_UNKNOWN = (
     "The connection to the database was lost while the request was running; the change may or may not have "
     "been saved, so check before repeating it."
@@ -76,6 +80,8 @@ def database_failure(method: str, error: BaseException) -> DatabaseFailure | Non
     """How to answer a database failure, or None if `error` is not one (a bug: it stays a 500)."""
     chain = list(_chain(error))
     for item in chain:
+        if isinstance(item, ServerCertificateUntrusted):
+            return DatabaseFailure(503, DATABASE_TLS_UNTRUSTED, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
         if isinstance(item, DatabaseUnavailable):
             if item.lasting:
                 return DatabaseFailure(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
@@ -100,6 +106,9 @@ def _described(chain: list[BaseException]) -> str:
     """The chain's types and SQLSTATEs, for the log: never messages, which can carry host and user names."""
     described = []
     for item in chain:
+        if isinstance(item, ServerCertificateUntrusted):  # host and OpenSSL's reason only: safe, and needed
+            described.append(f"{type(item).__name__} ({item})")
+            continue
         sqlstate = getattr(item, "sqlstate", None)
         described.append(f"{type(item).__name__} {sqlstate}" if sqlstate else type(item).__name__)
     return ", ".join(described)

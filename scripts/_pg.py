@@ -79,11 +79,14 @@ def libpq_env(db=None, database: str | None = None) -> dict[str, str]:
             "PGCONNECT_TIMEOUT": str(max(2, round(settings.DB_CONNECT_TIMEOUT))),
         }
     )
-    ssl = db.connect_args.get("ssl")
-    if isinstance(ssl, str):
-        env["PGSSLMODE"] = ssl
-    if db.connect_args.get("direct_tls"):
-        env["PGSSLNEGOTIATION"] = "direct"
+    # The same TLS checks the app makes (app/tls.py), in libpq's own variables.
+    names = {
+        "sslmode": "PGSSLMODE",
+        "sslrootcert": "PGSSLROOTCERT",
+        "channel_binding": "PGCHANNELBINDING",
+        "sslnegotiation": "PGSSLNEGOTIATION",
+    }
+    env.update({names[key]: value for key, value in db.tls.libpq_params().items()})
     return env
 
 

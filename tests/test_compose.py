@@ -73,7 +73,7 @@ def test_compose_file_is_valid(tmp_path):
 
 
 def test_default_services_and_profiles(tmp_path, config):
-    assert set(config["services"]) == {"db", "pooler", "migrate", "api"}
+    assert set(config["services"]) == {"tls", "db", "pooler", "migrate", "api"}
     everything = resolved(tmp_path, "", "tools", "neon")["services"]
     assert everything["adminer"]["profiles"] == ["tools"]
     assert everything["neon"]["profiles"] == ["neon"]
@@ -90,7 +90,7 @@ def test_db_is_postgres_17_with_a_healthcheck_and_a_named_volume(config):
     assert db["image"] == "postgres:17"
     assert "pg_isready" in " ".join(db["healthcheck"]["test"])
     assert published(db) == {("5432", 5432)}
-    (volume,) = db["volumes"]
+    (volume,) = [volume for volume in db["volumes"] if volume["source"] == "pgdata"]
     assert volume["type"] == "volume" and volume["source"] in config["volumes"]
     assert volume["target"] == "/var/lib/postgresql/data"
 

@@ -14,6 +14,7 @@ from app.config import (
     direct_url_for,
     normalize_database_url,
 )
+from app.tls import TlsPolicy
 
 NEON_POOLED = (
     "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/neondb"
@@ -27,7 +28,8 @@ def test_neon_pooled_url_pasted_unchanged_is_usable_by_asyncpg():
     assert target.url.host == "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
     assert target.url.database == "neondb"
     assert dict(target.url.query) == {}  # nothing asyncpg.connect() would reject
-    assert target.connect_args == {"ssl": "require"}
+    # channel_binding=require, which asyncpg cannot do, is kept as verify-full (tests/test_tls_config.py).
+    assert target.tls == TlsPolicy("verify-full", None, direct=False, channel_binding=True)
     assert target.behind_pooler is True
 
 
@@ -50,17 +52,17 @@ def test_every_postgres_scheme_becomes_asyncpg(raw):
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("sslmode=disable", {"ssl": "disable"}),
-        ("sslmode=verify-full", {"ssl": "verify-full"}),
-        ("sslmode=require&sslnegotiation=direct", {"ssl": "require", "direct_tls": True}),
-        ("channel_binding=require&connect_timeout=10&application_name=x", {}),
-        ("options=endpoint%3Dep-cool-darkness-123456", {}),
+        ("sslmode=disable", TlsPolicy("disable")),
+        ("sslmode=verify-full", TlsPolicy("verify-full")),
+        ("sslmode=require&sslnegotiation=direct", TlsPolicy("require", direct=True)),
+        ("channel_binding=require&connect_timeout=10&application_name=x", TlsPolicy("verify-full", None, False, True)),
+        ("options=endpoint%3Dep-cool-darkness-123456", TlsPolicy()),
     ],
 )
 def test_libpq_parameters_are_translated_or_dropped(query, expected):
     target = normalize_database_url(f"postgresql://u:p@h/d?{query}")
-    assert target.connect_args == expected
-    assert "sslmode" not in target.url.query and "channel_binding" not in target.url.query
+    assert target.tls == expected
+    assert dict(target.url.query) == {}
 
 
 def test_pooler_can_be_forced_for_other_poolers():
@@ -83,7 +85,7 @@ def test_percent_encoded_password_survives():
         ("postgresql://u:s3cr3t-pw@h:99999/d", "not a valid URL"),
         ("postgresql://u:s3cr3t-pw@/d", "no host"),
         ("postgresql://u:s3cr3t-pw@h", "no database name"),
-        ("postgresql://u:s3cr3t-pw@h/d?sslmode=sometimes", "unknown sslmode"),
+        ("postgresql://u:s3cr3t-pw@h/d?sslmode=sometimes", "sslmode='sometimes' is not one of"),
         ("postgresql://u:s3cr3t-pw@h/d?frobnicate=1", "frobnicate"),
     ],
 )

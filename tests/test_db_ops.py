@@ -392,7 +392,8 @@ def test_libpq_tools_get_neon_credentials_from_the_environment_only():
     env = libpq_env(normalize_database_url(direct_url_for(pasted)))
     assert env["PGHOST"] == "ep-cool-darkness-123456.us-east-2.aws.neon.tech"  # direct, not the pooler
     assert (env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"]) == ("alex", "AbC123dEf", "neondb")
-    assert env["PGSSLMODE"] == "require" and env["PGPORT"] == "5432"
+    # channel_binding=require: libpq binds the channel itself, and checks the host as the app does.
+    assert (env["PGSSLMODE"], env["PGCHANNELBINDING"], env["PGPORT"]) == ("verify-full", "require", "5432")
     assert [k for k, v in env.items() if "AbC123dEf" in v] == ["PGPASSWORD"]
 
 

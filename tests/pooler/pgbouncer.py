@@ -15,10 +15,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from app.dev.embedded import bin_dir, free_port
+
+if TYPE_CHECKING:
+    from app.dev.certificates import KeyPair
 
 MISSING = (
     "pgbouncer is not installed, so the tests through a transaction pooler cannot run: install it "
@@ -155,6 +159,16 @@ class PgBouncer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def client_tls_settings(tls: KeyPair, workdir: Path) -> str:
+    """pgbouncer.ini lines that make clients use TLS with `tls`'s certificate (copied into `workdir`, which
+    pgbouncer's user owns)."""
+    cert, key = workdir / "server.crt", workdir / "server.key"
+    shutil.copyfile(tls.cert, cert)
+    shutil.copyfile(tls.key, key)
+    os.chmod(key, 0o600)
+    return f"client_tls_sslmode = require\nclient_tls_cert_file = {cert}\nclient_tls_key_file = {key}\n"
+
+
 def start(
     upstream_url: str,
     *,
@@ -162,12 +176,14 @@ def start(
     binary: str | None = None,
     auth_type: str = "scram-sha-256",
     settings: dict[str, str] | None = None,
+    tls: KeyPair | None = None,
 ) -> PgBouncer:
     """Start pgbouncer in transaction mode in front of `upstream_url`'s server, on a free port of 127.0.0.1.
 
     Towards the server pgbouncer always logs in with SCRAM (the server requires it); `auth_type` is what it
     asks of its clients. A pgbouncer that can keep prepared statements (1.21+) keeps as many as Neon's does.
-    `settings` adds or overrides [pgbouncer] settings (e.g. client_idle_timeout).
+    `settings` adds or overrides [pgbouncer] settings (e.g. client_idle_timeout). With `tls` (a certificate and
+    its key) it requires TLS of its clients, as Neon's endpoints do.
     """
     binary = binary or find_binary()
     if binary is None:
@@ -196,7 +212,9 @@ def start(
         # Neon's pooler: the same defaults for what clients may send at startup.
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        "log_connections = 0\nlog_disconnections = 0\n" + "".join(f"{key} = {value}\n" for key, value in extra.items())
+        "log_connections = 0\nlog_disconnections = 0\n"
+        + "".join(f"{key} = {value}\n" for key, value in extra.items())
+        + (client_tls_settings(tls, workdir) if tls else "")
     )
     run_as = None
     if hasattr(os, "geteuid") and os.geteuid() == 0:
