@@ -11,14 +11,14 @@ import uuid
 from functools import cache
 from typing import Any
 
-from sqlalchemy import DateTime, Table, Text, Uuid, and_, bindparam, delete, func, literal, or_, select, text, update
+from sqlalchemy import DateTime, Table, Text, Uuid, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import ColumnElement
 
 from app.db import LazyConnection
 from app.models.user import User, UserRead
 from app.queries import AccountGone
-from app.queries.rate_limit import AttemptLimit, counted, raise_if_limited
+from app.queries.rate_limit import AttemptLimit, counted, limit_parameters, limit_shape, raise_if_limited
 from app.security import AccessToken
 
 users: Table = User.__table__  # type: ignore[attr-defined]
@@ -49,6 +49,21 @@ def user_document(row: Any) -> dict[str, Any]:
     return dict(zip(USER_FIELDS, row, strict=True))
 
 
+@cache
+def _insert_statement(limit_shape: tuple[int, int, int] | None) -> Any:
+    # ON CONFLICT DO NOTHING: a duplicate, even one registered concurrently, is a 409 and never a 500.
+    insert_new = insert(users).on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
+    values = {name: bindparam(f"new_{name}", type_=Text()) for name in ("email", "hashed_password", "full_name")}
+    if limit_shape is None:
+        return insert_new.values(values).returning(users.c.id)
+    verdict, cleanup = counted(*limit_shape)
+    allowed = select(*values.values()).where(verdict.c.retry_after.is_(None))
+    # include_defaults=False: id and is_active come from the server defaults, as in the plain INSERT.
+    inserting = insert_new.from_select(list(values), allowed, include_defaults=False).returning(users.c.id)
+    new_user = inserting.cte("new_user")
+    return select(verdict.c.retry_after, select(new_user.c.id).scalar_subquery().label("id")).add_cte(cleanup)
+
+
 async def insert_user(
     connection: LazyConnection,
     email: str,
@@ -61,20 +76,27 @@ async def insert_user(
     With `limit`, the attempt is counted in the same statement and the user is inserted only within the
     limit; over it, RateLimited is raised and nothing but the counter is written.
     """
-    # ON CONFLICT DO NOTHING: a duplicate, even one registered concurrently, is a 409 and never a 500.
-    insert_new = insert(users).on_conflict_do_nothing(index_elements=[func.lower(text("email"))])
-    values = {"email": email, "hashed_password": hashed_password, "full_name": full_name}
+    parameters = {"new_email": email, "new_hashed_password": hashed_password, "new_full_name": full_name}
     if limit is None:
-        return (await connection.execute(insert_new.values(values).returning(users.c.id))).scalar_one_or_none()
-    verdict, cleanup = counted(limit)
-    allowed = select(*(literal(value, Text()) for value in values.values())).where(verdict.c.retry_after.is_(None))
-    # include_defaults=False: id and is_active come from the server defaults, as in the plain INSERT.
-    inserting = insert_new.from_select(list(values), allowed, include_defaults=False).returning(users.c.id)
-    new_user = inserting.cte("new_user")
-    outcome = select(verdict.c.retry_after, select(new_user.c.id).scalar_subquery().label("id")).add_cte(cleanup)
-    row = (await connection.execute(outcome)).one()
+        return (await connection.execute(_insert_statement(None), parameters)).scalar_one_or_none()
+    parameters |= limit_parameters(limit)
+    row = (await connection.execute(_insert_statement(limit_shape(limit)), parameters)).one()
     raise_if_limited(row)
     return row.id
+
+
+@cache
+def _credentials_statement(limit_shape: tuple[int, int, int] | None) -> Any:
+    columns = (users.c.id, users.c.hashed_password)
+    match = and_(func.lower(users.c.email) == bindparam("email", type_=Text()), users.c.is_active)
+    if limit_shape is None:
+        return select(*columns).where(match)
+    verdict, cleanup = counted(*limit_shape)
+    return (
+        select(verdict.c.retry_after, *columns)
+        .select_from(verdict.outerjoin(users, and_(match, verdict.c.retry_after.is_(None))))
+        .add_cte(cleanup)
+    )
 
 
 async def credentials(
@@ -85,18 +107,12 @@ async def credentials(
     With `limit`, the attempt is counted in the same statement; over the limit RateLimited is raised and no
     hash is read, so the caller has nothing to verify.
     """
-    columns = (users.c.id, users.c.hashed_password)
-    match = and_(func.lower(users.c.email) == email, users.c.is_active)
+    parameters: dict[str, Any] = {"email": email}
     if limit is None:
-        row = (await connection.execute(select(*columns).where(match))).first()
+        row = (await connection.execute(_credentials_statement(None), parameters)).first()
     else:
-        verdict, cleanup = counted(limit)
-        statement = (
-            select(verdict.c.retry_after, *columns)
-            .select_from(verdict.outerjoin(users, and_(match, verdict.c.retry_after.is_(None))))
-            .add_cte(cleanup)
-        )
-        row = (await connection.execute(statement)).one()
+        parameters |= limit_parameters(limit)
+        row = (await connection.execute(_credentials_statement(limit_shape(limit)), parameters)).one()
         raise_if_limited(row)
     return (row.id, row.hashed_password) if row is not None and row.id is not None else None
 
