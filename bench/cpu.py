@@ -116,13 +116,14 @@ def worker(url: str, pool: str, requests: int, rounds: int, profile_requests: in
     import pstats
 
     from bench._common import LambdaContext, lambda_handler
-    from bench.endpoints import ENDPOINTS, available
+    from bench.endpoints import ENDPOINTS, Endpoint, available
 
     handler = lambda_handler()
     _stand_in_argon2()
     context = LambdaContext()
     figures: dict[str, Any] = {}
-    for endpoint in ENDPOINTS:
+    # The floor of Mangum + FastAPI: no database, no token.
+    for endpoint in [*ENDPOINTS, Endpoint("GET /health", "GET", "/api/v1/health", auth=False)]:
         if endpoint.name in SKIPPED or not available(endpoint):
             continue
 
