@@ -13,7 +13,8 @@ Login and register run with argon2 replaced by a stand-in that returns at once: 
 slow, costs the same whatever the code around it does, and bench/login_timing.py measures it.
 
 Then the list request is profiled with cProfile counting CPU time, and each function's own time is put in
-the layer its module belongs to (a C function's, such as a socket send, in its caller's layer). The shares
+the layer its module belongs to (a C function's, such as a socket send, and a generic stdlib helper's, such as
+typing.get_origin, in its caller's layer). The shares
 are scaled to the unprofiled CPU per request, since the profiler's own overhead inflates the totals.
 
 Exits non-zero only when something fails to run.
@@ -50,11 +51,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("event loop and sockets (asyncio)", ("/asyncio/", "selectors", "socket", "epoll")),
 ]
 OTHER = "other (stdlib: logging, uuid, datetime, ...)"
+# Generic stdlib helpers (typing.get_origin, isinstance checks through abc, enum flags, context managers): their
+# time is their caller's, like a C function's.
+HELPERS = ("/typing.py", "/abc.py", "<frozen abc>", "/enum.py", "/contextlib.py", "/functools.py", "/inspect.py")
+HELPERS += ("/_collections_abc.py", "<frozen _collections_abc>", "/types.py", "/dataclasses.py", "/copy.py")
 
 
 def layer_of(filename: str, name: str) -> str | None:
     """The layer of a function, or None for a C function (its caller's layer is used)."""
     where = f"{filename}:{name}"
+    if any(helper in filename for helper in HELPERS):
+        return None
     if filename == "~":
         for layer, marks in LAYERS:
             if any(mark in name for mark in marks if not mark.startswith("/")):
@@ -82,8 +89,8 @@ def layered(stats: Any) -> dict[str, float]:
         return owner(heaviest, depth + 1)
 
     for func, (_, _, tottime, _, callers) in raw.items():
-        if func[0] == "~" and layer_of(func[0], func[2]) is None and callers:
-            # A C function: split its time among its callers' layers by what each call edge spent.
+        if layer_of(func[0], func[2]) is None and callers:
+            # A C function or a helper: split its time among its callers' layers by what each call edge spent.
             edge_total = sum(edge[2] for edge in callers.values()) or 1.0
             for caller, edge in callers.items():
                 layer = owner(caller)
