@@ -32,6 +32,7 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/cpu.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/wakeup.py
 	$(BIN)/python bench/login_timing.py

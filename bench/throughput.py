@@ -5,7 +5,10 @@
 Serves `GET /api/v1/tasks?tag=x` with uvicorn (one worker process) and drives it from a separate process with
 a small keep-alive HTTP/1.1 client (asyncio streams, one connection per simulated client), so the load
 generator costs little CPU. The same for the naive reference (bench/naive), with its NullPool as written and
-with a QueuePool, for a like-for-like comparison. Reports requests per second, p50 and p99 latency and errors.
+with a QueuePool, for a like-for-like comparison. Reports requests per second, p50 and p99 latency, errors,
+the server process's CPU time per request (from /proc, so it excludes the load generator and PostgreSQL) and
+how many database sessions each server opened per 100 requests (PostgreSQL's own count, pg_stat_database), which
+shows a pool that closes and reopens connections under load.
 
 Exits non-zero only when something fails to run.
 """
@@ -31,6 +34,23 @@ SERVERS = {
     "naive, NullPool": ("bench.naive.app:app", {}),
     "naive, QueuePool": ("bench.naive.app:app", {"NAIVE_POOL": "queue"}),
 }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), without the load generator's or the database's."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def sessions_opened(url: str) -> int:
+    """How many sessions the server has started on the bench database so far (PostgreSQL 14+)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        return await connection.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+    finally:
+        await connection.close()
 
 
 def free_port() -> int:
@@ -153,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, (app, env) in SERVERS.items():
             server, port = start_server(app, env, url)
             try:
+                cpu_before, sessions_before = process_cpu_seconds(server.pid), run(sessions_opened(url))
                 done = subprocess.run(
                     [
                         PYTHON,
@@ -172,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if done.returncode != 0:
                     raise SystemExit(f"load generator failed:\n{done.stderr[-2000:]}")
-                rounds[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                measured = json.loads(done.stdout.strip().splitlines()[-1])
+                # Warm-up requests included in both (the load generator counts only the measured ones).
+                served = measured["requests"] * (args.seconds + args.warmup) / args.seconds
+                measured["cpu_ms"] = (process_cpu_seconds(server.pid) - cpu_before) * 1000 / max(served, 1)
+                measured["sessions"] = run(sessions_opened(url)) - sessions_before - 1  # our own count's session
+                measured["served"] = served
+                rounds[label].append(measured)
             finally:
                 server.terminate()
                 server.wait(10)
@@ -182,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             "p50_ms": p50([r["p50_ms"] for r in runs]),
             "p99_ms": max(r["p99_ms"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
+            "cpu_ms": p50([r["cpu_ms"] for r in runs]),
+            "sessions_per_100": 100 * sum(r["sessions"] for r in runs) / max(sum(r["served"] for r in runs), 1),
         }
         for label, runs in rounds.items()
     }
@@ -194,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["p50_ms"],
                 result["p99_ms"],
                 result["errors"],
+                result["cpu_ms"],
+                result["sessions_per_100"],
                 f"{ours / result['rps']:.2f}" if result["rps"] else "-",
             ]
         )
@@ -209,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                 "p50 ms (median round)",
                 "p99 ms (worst round)",
                 "errors",
+                "server CPU ms/request (median round)",
+                "sessions opened per 100 requests",
                 "ours / this",
             ],
             rows,

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CTE, Integer, Interval, Table, case, delete, func, literal, select
+from sqlalchemy import CTE, Integer, Interval, Table, Text, bindparam, case, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.models.auth_attempt import AuthAttempt
 
-attempts: Table = AuthAttempt.__table__  # type: ignore[attr-defined]
+attempts_table: Table = AuthAttempt.__table__  # type: ignore[attr-defined]
 
 # Expired rows removed per counted attempt: more than the at most two rows an attempt adds, so the table
 # shrinks back after a burst of distinct clients.
@@ -49,37 +49,53 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-def counted(limit: AttemptLimit) -> tuple[CTE, CTE]:
-    """(verdict, cleanup): a one-row CTE with `retry_after`, and the cleanup to attach with `add_cte`."""
-    keys = sorted(set(limit.keys))
-    window = literal(timedelta(seconds=limit.window_seconds), Interval())
-    ended = attempts.c.window_start <= func.now() - window
+def counted(key_count: int, attempts: int, window_seconds: int) -> tuple[CTE, CTE]:
+    """(verdict, cleanup) for `key_count` keys: a one-row CTE with `retry_after`, and the cleanup to attach with
+    `add_cte`. The keys are parameters (`limit_parameters`); the shape is built once per process by the
+    statements that include it."""
+    keys = [bindparam(f"client_key_{index}", type_=Text()) for index in range(key_count)]
+    window = literal(timedelta(seconds=window_seconds), Interval())
+    ended = attempts_table.c.window_start <= func.now() - window
     hit = (
-        insert(attempts)
+        insert(attempts_table)
         .values([{"client_key": key} for key in keys])
         .on_conflict_do_update(
-            index_elements=[attempts.c.client_key],
+            index_elements=[attempts_table.c.client_key],
             set_={
-                "window_start": case((ended, func.now()), else_=attempts.c.window_start),
-                "count": case((ended, 1), else_=attempts.c.count + 1),
+                "window_start": case((ended, func.now()), else_=attempts_table.c.window_start),
+                "count": case((ended, 1), else_=attempts_table.c.count + 1),
             },
         )
-        .returning(attempts.c.count, attempts.c.window_start)
+        .returning(attempts_table.c.count, attempts_table.c.window_start)
         .cte("hit")
     )
     seconds_left = func.ceil(func.extract("epoch", hit.c.window_start + window - func.now()))
-    verdict = select(
-        func.max(case((hit.c.count > limit.attempts, seconds_left))).cast(Integer).label("retry_after")
-    ).cte("verdict")
+    verdict = select(func.max(case((hit.c.count > attempts, seconds_left))).cast(Integer).label("retry_after")).cte(
+        "verdict"
+    )
     stale = (
-        select(attempts.c.client_key)
-        .where(attempts.c.window_start <= func.now() - window, attempts.c.client_key.not_in(keys))
-        .order_by(attempts.c.window_start)
+        select(attempts_table.c.client_key)
+        .where(
+            attempts_table.c.window_start <= func.now() - window,
+            attempts_table.c.client_key.not_in(bindparam("client_keys", expanding=True, type_=Text())),
+        )
+        .order_by(attempts_table.c.window_start)
         .limit(CLEANUP_BATCH)
         .with_for_update(skip_locked=True)
     )
-    cleanup = delete(attempts).where(attempts.c.client_key.in_(stale)).cte("cleanup")
+    cleanup = delete(attempts_table).where(attempts_table.c.client_key.in_(stale)).cte("cleanup")
     return verdict, cleanup
+
+
+def limit_shape(limit: AttemptLimit) -> tuple[int, int, int]:
+    """What `counted` needs to build a limit's CTEs: everything but the keys themselves."""
+    return len(set(limit.keys)), limit.attempts, limit.window_seconds
+
+
+def limit_parameters(limit: AttemptLimit) -> dict[str, Any]:
+    """The keys of `limit` as the parameters of its `counted` CTEs, upserted in sorted order."""
+    keys = sorted(set(limit.keys))
+    return {f"client_key_{index}": key for index, key in enumerate(keys)} | {"client_keys": keys}
 
 
 def raise_if_limited(row: Any) -> None:

@@ -20,6 +20,7 @@ from app.errors import RETRY_AFTER_SECONDS, database_failure
 router = APIRouter(prefix="/health", tags=["health"])
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
+READINESS_QUERY = text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")
 
 
 class Liveness(BaseModel):
@@ -72,11 +73,7 @@ async def ready() -> Readiness | JSONResponse:
         async with asyncio.timeout(settings.DB_CONNECT_TIMEOUT + settings.DB_COMMAND_TIMEOUT):
             async with db.engine.connect() as connection:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
-                row = (
-                    await connection.execute(
-                        text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")
-                    )
-                ).one()
+                row = (await connection.execute(READINESS_QUERY)).one()
                 revision = row.revision
     except ProgrammingError:
         reason = "The schema is not migrated (no alembic_version table): run `make migrate`."

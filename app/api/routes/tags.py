@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app.api.deps import ConnectionDep, CurrentToken
+from app.api.documents import json_response
 from app.api.problems import R401
 from app.models.task import TagCount
 from app.queries import tasks as task_queries
@@ -19,6 +20,6 @@ router = APIRouter(prefix="/tags", tags=["tasks"])
     response_model=list[TagCount],
     responses=R401,
 )
-async def list_tags(token: CurrentToken, connection: ConnectionDep) -> list[TagCount]:
+async def list_tags(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns every tag on the caller's tasks with how many tasks carry it (ties in alphabetical order)."""
-    return [TagCount(tag=tag, count=count) for tag, count in await task_queries.tag_counts(connection, token)]
+    return json_response(await task_queries.tag_counts(connection, token))

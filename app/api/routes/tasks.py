@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch
+from app.api.documents import json_response
 from app.api.problems import R400_IF_MATCH, R401, R404, R412, R415
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import tasks as task_queries
@@ -17,9 +18,9 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 TaskId = Annotated[uuid.UUID, Path(description="The task's id (a UUID).")]
 
 
-def _etag(response: Response, task: TaskRead) -> TaskRead:
-    response.headers["ETag"] = f'"{task.version}"'
-    return task
+def _with_etag(task: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A task document (shaped as TaskRead) with its version as the ETag."""
+    return json_response(task, status_code, {**(headers or {}), "ETag": f'"{task["version"]}"'})
 
 
 @router.get(
@@ -31,9 +32,10 @@ def _etag(response: Response, task: TaskRead) -> TaskRead:
 )
 async def list_tasks(
     token: CurrentToken, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
-) -> TaskPage:
+) -> Response:
     """Returns one page of the caller's tasks; follow `next_cursor` until it is null for the rest."""
-    return await task_queries.list_tasks(connection, token, query)
+    items, next_cursor = await task_queries.list_tasks(connection, token, query)
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @router.post(
@@ -44,13 +46,11 @@ async def list_tasks(
     response_model=TaskRead,
     responses=R401 | R415,
 )
-async def create_task(
-    body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request, response: Response
-) -> TaskRead:
+async def create_task(body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request) -> Response:
     """Creates a task; the response carries its `Location` and `ETag`."""
     task = await task_queries.create_task(connection, token, body)
-    response.headers["Location"] = str(request.app.url_path_for("get_task", task_id=str(task.id)))
-    return _etag(response, task)
+    location = str(request.app.url_path_for("get_task", task_id=str(task["id"])))
+    return _with_etag(task, status.HTTP_201_CREATED, {"Location": location})
 
 
 @router.get(
@@ -60,9 +60,9 @@ async def create_task(
     response_model=TaskRead,
     responses=R401 | R404,
 )
-async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionDep, response: Response) -> TaskRead:
+async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns one of the caller's tasks, with its version as the `ETag`."""
-    return _etag(response, await task_queries.get_task(connection, token, task_id))
+    return _with_etag(await task_queries.get_task(connection, token, task_id))
 
 
 @router.patch(
@@ -78,12 +78,10 @@ async def update_task(
     token: CurrentToken,
     expected: IfMatch,
     connection: ConnectionDep,
-    response: Response,
-) -> TaskRead:
+) -> Response:
     """Changes the fields present in the body; with `If-Match: "<version>"` only at that version."""
     changes = body.model_dump(exclude_unset=True)
-    task = await task_queries.update_task(connection, token, task_id, changes, expected)
-    return _etag(response, task)
+    return _with_etag(await task_queries.update_task(connection, token, task_id, changes, expected))
 
 
 @router.delete(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
+from app.api.documents import json_response
 from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD, R415
 from app.models.user import UserRead, UserUpdate
 from app.queries import users as user_queries
@@ -17,9 +18,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401)
-async def read_me(token: CurrentToken, connection: ConnectionDep) -> UserRead:
+async def read_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns the account of the access token (never its password hash)."""
-    return await user_queries.read_user(connection, token)
+    return json_response(await user_queries.read_user(connection, token))
 
 
 @router.patch(
@@ -29,7 +30,7 @@ async def read_me(token: CurrentToken, connection: ConnectionDep) -> UserRead:
     response_model=UserRead,
     responses=R400_PASSWORD | R401 | R409_PASSWORD | R415,
 )
-async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> UserRead:
+async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> Response:
     """Changes `full_name` (null clears it) and/or the password (which needs `current_password`).
 
     A new password ends every session: access tokens issued before it, this request's included, get 401 from
@@ -38,14 +39,14 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     if body.password is None:
         if not changes:
-            return await user_queries.read_user(connection, token)
-        return await user_queries.update_user(connection, token, changes)
+            return json_response(await user_queries.read_user(connection, token))
+        return json_response(await user_queries.update_user(connection, token, changes))
     old_hash = await user_queries.password_hash(connection, token)
     if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="current_password is incorrect.")
     changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
     try:
-        return await user_queries.update_user(connection, token, changes, old_hash=old_hash)
+        return json_response(await user_queries.update_user(connection, token, changes, old_hash=old_hash))
     except user_queries.PasswordChangedConcurrently:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again.") from None
 
