@@ -2,6 +2,7 @@
 # Print the path of a CPython 3.13 interpreter for the project, building it first when there is none.
 #
 #   scripts/python313.sh            # prints e.g. ~/.cache/task-api/python3.13/bin/python3.13
+#   scripts/python313.sh --no-build # the same, or exit status 3 when it would have to build
 #
 # Which interpreter, in this order:
 #   1. $PYTHON313, when set: the user's choice, used as given (it must be 3.13).
@@ -34,6 +35,10 @@ fi
 if [ -f "$prefix/.complete" ] && is_313 "$interpreter"; then
     echo "$interpreter"
     exit 0
+fi
+
+if [ "${1:-}" = --no-build ]; then
+    exit 3
 fi
 
 # The -dev libraries the standard modules the app and its tests use need (ssl, ctypes for cffi, zlib, bz2,
