@@ -7,11 +7,12 @@ python scripts/lambda_artifact.py requirements OUTPUT
     (`make install`).
 
 python3.13 scripts/lambda_artifact.py bytecode ZIP
-    Adds `__pycache__/*.cpython-313.pyc` (the running Python's tag) for every `.py` in the zip, in place. Lambda's filesystem is read
-    only, so without them every cold start compiles every imported module again. They are unchecked-hash
-    pycs: the zip does not keep source mtimes exactly (DOS timestamps, 2 s resolution), and a timestamp pyc
-    whose mtime does not match is silently ignored; an unchecked-hash pyc is used as is, which is right
-    for code that cannot change after deployment. Must run on the runtime's Python (magic number).
+    Adds `__pycache__/*.cpython-313.pyc` (the running Python's tag) for every `.py` in the zip, in place.
+    Lambda's filesystem is read only, so without them every cold start compiles every imported module
+    again. They are unchecked-hash pycs: the zip does not keep source mtimes exactly (DOS timestamps, 2 s
+    resolution), and a timestamp pyc whose mtime does not match is silently ignored; an unchecked-hash pyc
+    is used as is, which is right for code that cannot change after deployment. Must run on the runtime's
+    Python (magic number).
 """
 
 from __future__ import annotations
