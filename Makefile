@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-pooler lint format migrate seed db-init db-stop clean bench package offline
+.PHONY: help install dev test test-py313 test-pooler lint format migrate seed db-init db-stop clean bench package offline
 .PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
@@ -26,6 +26,19 @@ dev: install ## Run the API with seed data on the embedded database (http://127.
 
 test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Python 3.13, the Lambda runtime's Python: the same suite in .venv313. The interpreter comes from
+# scripts/python313.sh (PYTHON313 if set, else a cached build from Debian's source, built when missing).
+VENV313 := .venv313
+STAMP313 := $(VENV313)/.installed
+
+$(STAMP313): pyproject.toml constraints.txt scripts/python313.sh
+	@test -x $(VENV313)/bin/python || "$$(scripts/python313.sh)" -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP313)
+
+test-py313: $(STAMP313) ## The test suite on CPython 3.13 (builds it into ~/.cache/task-api the first time)
+	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
 	$(BIN)/python bench/roundtrips.py
@@ -102,7 +115,12 @@ NODE_STAMP := node_modules/.package-lock.json
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 
+# The runtime's Python compiles the zip's bytecode: python3.13 from scripts/python313.sh, or python3.11 with
+# TASK_API_LAMBDA_PYTHON=py311 (serverless.yml: custom.lambdaPython). LAMBDA_PYTHON overrides both.
+lambda_python = $(if $(filter py311,$(TASK_API_LAMBDA_PYTHON)),python3.11,$$(scripts/python313.sh))
+
 package: install $(NODE_STAMP) ## Build the Lambda zip with osls, no AWS needed: .serverless/task-api.zip
+	LAMBDA_PYTHON=$${LAMBDA_PYTHON:-$(lambda_python)} \
 	TASK_API_SETTINGS_FROM=local AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-offline} \
 	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-offline} node_modules/.bin/osls package --stage $(STAGE)
 

@@ -2,7 +2,8 @@
 
 // The two packaging steps serverless-python-requirements does not do for us (see scripts/lambda_artifact.py):
 //  - before it installs requirements: write them from pyproject.toml + constraints.txt (runtime deps only);
-//  - after the zip is complete, before osls hashes it into the template: add Python 3.11 bytecode to it.
+//  - after the zip is complete, before osls hashes it into the template: add the runtime's bytecode to it
+//    (compiled by custom.pythonRequirements.pythonBin, which must be the runtime's Python version).
 // Listed before serverless-python-requirements in serverless.yml, so for the same lifecycle event our hook
 // runs first; the bytecode step uses a later event, so it sees the zip with the requirements injected.
 
@@ -44,13 +45,18 @@ class TaskApiArtifact {
     const venvPython = path.join(this.servicePath, '.venv', 'bin', 'python');
     const python = fs.existsSync(venvPython) ? venvPython : 'python3';
     const fileName = this.serverless.service.custom.pythonRequirements.fileName;
-    this.run(python, ['requirements', path.join(this.servicePath, fileName)]);
+    this.run(python, ['requirements', path.join(this.servicePath, fileName)], {
+      LAMBDA_PYTHON_VERSION: this.runtimeVersion,
+    });
+  }
+
+  get runtimeVersion() {
+    return this.serverless.service.provider.runtime.replace(/^python/, ''); // python3.13 -> 3.13
   }
 
   compileBytecode() {
     const { service } = this.serverless;
-    const runtime = service.provider.runtime; // python3.11
-    const version = runtime.replace(/^python/, '');
+    const version = this.runtimeVersion;
     const artifacts = new Set();
     if (service.package && service.package.artifact) artifacts.add(service.package.artifact);
     for (const name of service.getAllFunctions()) {

@@ -5,7 +5,6 @@ Logging (JSON lines, one per request) is set up at import: app/observability.py.
 """
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from app.api.limits import BodySizeLimit
@@ -36,6 +35,9 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(BodySizeLimit)  # added before CORS, so that its 413 gets CORS headers too
     if settings.ALLOWED_ORIGINS:
+        # Imported only when configured: most deployments never load it (a cold start's import cost).
+        from fastapi.middleware.cors import CORSMiddleware
+
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.ALLOWED_ORIGINS,

@@ -3,14 +3,16 @@
 python scripts/lambda_artifact.py requirements OUTPUT
     The runtime requirements of the Lambda zip: the closure of [project].dependencies in pyproject.toml
     (never the dev extras), each pinned to its version in constraints.txt, with markers evaluated for
-    Lambda (Linux, aarch64, CPython 3.11). Read from the installed metadata of .venv (`make install`).
+    Lambda (Linux, aarch64, CPython $LAMBDA_PYTHON_VERSION). Read from the installed metadata of .venv
+    (`make install`).
 
-python3.11 scripts/lambda_artifact.py bytecode ZIP
-    Adds `__pycache__/*.cpython-311.pyc` for every `.py` in the zip, in place. Lambda's filesystem is read
-    only, so without them every cold start compiles every imported module again. They are unchecked-hash
-    pycs: the zip does not keep source mtimes exactly (DOS timestamps, 2 s resolution), and a timestamp pyc
-    whose mtime does not match is silently ignored; an unchecked-hash pyc is used as is, which is right
-    for code that cannot change after deployment. Must run on the runtime's Python (magic number).
+python3.13 scripts/lambda_artifact.py bytecode ZIP
+    Adds `__pycache__/*.cpython-313.pyc` (the running Python's tag) for every `.py` in the zip, in place.
+    Lambda's filesystem is read only, so without them every cold start compiles every imported module
+    again. They are unchecked-hash pycs: the zip does not keep source mtimes exactly (DOS timestamps, 2 s
+    resolution), and a timestamp pyc whose mtime does not match is silently ignored; an unchecked-hash pyc
+    is used as is, which is right for code that cannot change after deployment. Must run on the runtime's
+    Python (magic number).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; shown in tracebacks
-# The environment Lambda's python3.11 arm64 runtime evaluates dependency markers in.
+# The Python version of the Lambda runtime (serverless.yml's provider.runtime; the artifact plugin passes it).
+LAMBDA_PYTHON_VERSION = os.environ.get("LAMBDA_PYTHON_VERSION", "3.13")
+# The environment Lambda's arm64 runtime evaluates dependency markers in.
 LAMBDA_MARKER_ENV = {
     "implementation_name": "cpython",
     "platform_machine": "aarch64",
@@ -34,8 +38,8 @@ LAMBDA_MARKER_ENV = {
     "platform_system": "Linux",
     "sys_platform": "linux",
     "os_name": "posix",
-    "python_version": "3.11",
-    "python_full_version": "3.11.0",
+    "python_version": LAMBDA_PYTHON_VERSION,
+    "python_full_version": f"{LAMBDA_PYTHON_VERSION}.0",
 }
 
 
@@ -141,7 +145,7 @@ def main(argv: list[str]) -> None:
     if command == "requirements":
         write_requirements(Path(target))
         return
-    expected = os.environ.get("LAMBDA_PYTHON_VERSION", "3.11")
+    expected = LAMBDA_PYTHON_VERSION
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if running != expected:
         raise SystemExit(

@@ -1,8 +1,8 @@
 """Constrained field types shared by the request schemas: one place for each input rule.
 
-PostgreSQL cannot store NUL characters, and a lone UTF-16 surrogate (`"\ud800"` is valid JSON) cannot be
-encoded as UTF-8 at all: every text input rejects both here, with a 422 naming the field, instead of failing
-in the driver or the database with a 500.
+PostgreSQL cannot store NUL characters, and a lone UTF-16 surrogate (the JSON escape `"\\ud800"` is valid
+JSON) cannot be encoded as UTF-8 at all: every text input rejects both here, with a 422 naming the field,
+instead of failing in the driver or the database with a 500.
 """
 
 from __future__ import annotations

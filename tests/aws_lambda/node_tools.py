@@ -44,10 +44,39 @@ def osls_env(**extra: str) -> dict[str, str]:
     # The test session's database settings must not leak into packaged templates.
     for key in ("DATABASE_URL", "DATABASE_URL_DIRECT", "SECRET_KEY", "ENVIRONMENT", "ALLOWED_ORIGINS"):
         env.pop(key, None)
-    if sys.version_info[:2] == (3, 11):
-        # The interpreter running the tests is a Python 3.11 with pip: it can build the zip's bytecode.
-        env.setdefault("LAMBDA_PYTHON", sys.executable)
+    if "LAMBDA_PYTHON" not in env:
+        python = lambda_python(extra.get("TASK_API_LAMBDA_PYTHON", env.get("TASK_API_LAMBDA_PYTHON")))
+        if python:
+            env["LAMBDA_PYTHON"] = python
     return {**env, **OFFLINE_AWS_ENV, **extra}
+
+
+def lambda_python(switch: str | None) -> str | None:
+    """An interpreter of the Lambda runtime's Python version (it compiles the zip's bytecode), if there is one.
+
+    The one running the tests when it is that version, else python3.13 from scripts/python313.sh when it needs
+    no building (CI builds it before the tests; locally `scripts/python313.sh` does, once).
+    """
+    wanted = (3, 11) if switch == "py311" else (3, 13)
+    if sys.version_info[:2] == wanted:
+        return sys.executable
+    if wanted == (3, 11):
+        return shutil.which("python3.11")
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "python313.sh"), "--no-build"], capture_output=True, text=True
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def require_lambda_python(switch: str | None = None) -> str:
+    """lambda_python(), or a skip (a failure under CI) saying how to get it."""
+    python = os.environ.get("LAMBDA_PYTHON") or lambda_python(switch)
+    if python:
+        return python
+    problem = "no Python 3.13 to compile the zip's bytecode with: run scripts/python313.sh (or set PYTHON313)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem} (CI is set: .ci/run must build it)")
+    pytest.skip(problem)
 
 
 def run_osls(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

