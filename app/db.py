@@ -156,6 +156,11 @@ class PreparedStatements:
 
     def __init__(self) -> None:
         self.named = True
+        self.renew()
+
+    def renew(self) -> None:
+        """New names for a new process image: every SnapStart sandbox restored from one snapshot starts with the
+        same memory, and two sandboxes naming different statements alike would defeat the uniqueness above."""
         self._prefix = f"__task_api_{secrets.token_hex(6)}_"
         self._counter = itertools.count(1)
 
@@ -246,6 +251,13 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
 # The engines whose LazyConnections may send a statement again (DB_POOL=single), with their prepared-statement
 # state. Per engine because tests and benches build engines of their own.
 engine_retries: weakref.WeakKeyDictionary[AsyncEngine, PreparedStatements] = weakref.WeakKeyDictionary()
+
+
+def renew_statement_names() -> None:
+    """Give the engine's prepared statements names of this sandbox's own (app.snapstart's after-restore hook)."""
+    statements = engine_retries.get(engine)
+    if statements is not None:
+        statements.renew()
 
 
 # The one engine. Every user looks it up here at call time (LazyConnection, transaction_session, health/db),

@@ -179,10 +179,12 @@ def prepare_password_hashing() -> None:
 
 
 def validate_settings() -> None:
-    # Importing app.config validated the environment; the database URL is normalised on first use.
+    """Settings checked, and the TLS context for the database built: loading the system trust store costs tens
+    of milliseconds, which every sandbox's first connection would otherwise pay. The context holds trust
+    anchors only, no keys or session state, so sharing it across sandboxes shares nothing unique."""
     from app.config import settings
 
-    _ = settings.database, settings.secret_key
+    _ = settings.database.connect_args, settings.secret_key
 
 
 def close_connections() -> None:
@@ -210,3 +212,7 @@ def reseed() -> None:
     ssl = sys.modules.get("ssl")
     if ssl is not None:
         ssl.RAND_add(os.urandom(32), 32.0)
+    # DB_POOL=single names its prepared statements with a per-process random prefix drawn at import.
+    from app.db import renew_statement_names
+
+    renew_statement_names()

@@ -117,8 +117,17 @@ def sandbox(token: str, run_restore_hooks: bool, snapshot_random_state: Any) -> 
             "secrets.token_hex": secrets.token_hex(16),
             "generated request id": response_header(health, "x-request-id"),
             "created task id": (response_json(created) or {}).get("id"),
+            **statement_names(),
         },
     }
+
+
+def statement_names() -> dict[str, str]:
+    """With DB_POOL=single, the name this sandbox gives its next prepared statement."""
+    import app.db
+
+    statements = app.db.engine_retries.get(app.db.engine)
+    return {"prepared statement name": statements.next_name()} if statements is not None else {}
 
 
 def main(argv: list[str]) -> None:

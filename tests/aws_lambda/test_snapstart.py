@@ -70,10 +70,12 @@ def run_sandboxes(token: str, pool: str, *args: str) -> dict:
     return run
 
 
-@pytest.mark.parametrize("pool", ["null", "queue"])
+@pytest.mark.parametrize("pool", ["null", "queue", "single"])
 async def test_restored_sandboxes_share_no_connection_and_no_unique_value(token, pool):
     run = run_sandboxes(token, pool)
     snapshot, (first, second) = run["snapshot"], run["sandboxes"]
+    # single: the kept connection is closed before the snapshot, and its statement names are renewed after it.
+    assert (pool == "single") == ("prepared statement name" in first["unique"])
 
     # Init opened a connection (DB_POOL=queue kept it); none is left in the snapshot.
     assert snapshot["init_status"] == 200
