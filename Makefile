@@ -24,8 +24,11 @@ install: $(STAMP) ## Create or refresh .venv with the dev extras
 dev: install ## Run the API with seed data on the embedded database (http://127.0.0.1:8000/docs)
 	$(BIN)/python scripts/dev.py
 
-test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Workers (pytest-xdist), each with a database of its own; TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+
+test: install ## Run the test suite in parallel against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
 	$(BIN)/python bench/roundtrips.py

@@ -26,6 +26,8 @@ from app.main import app
 from app.security import create_access_token
 from tests.api import password_hash
 
+pytestmark = pytest.mark.fuzz
+
 # Hypothesis keeps caches (constants, unicode tables) beside its example database, in ./.hypothesis by
 # default: somewhere outside the repository instead. (The example database itself is off: database=None.)
 HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="task-api-hypothesis-")

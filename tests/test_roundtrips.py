@@ -126,7 +126,7 @@ async def test_a_pooled_request_costs_the_ping_and_its_statement(client, db, poo
     # the pool replaces it and the request succeeds.
     killed = await db.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        "WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()",
         app.db.settings.DB_APPLICATION_NAME,
     )
     assert killed >= 1

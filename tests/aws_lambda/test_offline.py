@@ -18,6 +18,9 @@ from app.dev.embedded import free_port
 from tests.aws_lambda.node_tools import OFFLINE_AWS_ENV, require_osls
 from tests.conftest import ROOT
 
+# osls writes .serverless/ and the requirements cache in the checkout: one osls at a time (same xdist worker).
+pytestmark = [pytest.mark.offline, pytest.mark.xdist_group("osls")]
+
 READY_TIMEOUT = 120
 
 

@@ -18,6 +18,9 @@ import pytest
 
 from tests.aws_lambda.node_tools import run_osls
 
+# osls writes .serverless/ and the requirements cache in the checkout: one osls at a time (same xdist worker).
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("osls")]
+
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 ELF_MACHINE_AARCH64 = 183
 DEV_ONLY = {

@@ -28,6 +28,8 @@ from tests.pooler.load_run import MB, run_mixed_load
 from tests.pooler.test_proof import assert_clean_servers
 from tests.pooler.workers import app_environment
 
+pytestmark = [pytest.mark.pooler, pytest.mark.load]
+
 TOTAL = int(os.environ.get("LOAD_TEST_REQUESTS", "10000"))
 CONCURRENCY = 50
 GROWTH_LIMIT_MB = 16
