@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -87,7 +87,7 @@ async def connect_to(
     )
 
 
-def make_connector(target: DatabaseTarget, cfg: Settings):
+def make_connector(target: DatabaseTarget, cfg: Settings) -> Callable[[], Awaitable[asyncpg.Connection]]:
     """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total.
 
     Only "not yet" errors are retried (app.db_faults.classify_connect_error), after exponentially growing,
@@ -164,7 +164,7 @@ def close_without_waiting(dialect: Dialect) -> None:
 
     def do_close(dbapi_connection: Any) -> None:
         dbapi_connection.rollback()  # no I/O unless a transaction is still open
-        dialect.get_driver_connection(dbapi_connection).terminate()  # type: ignore[attr-defined]
+        dialect.get_driver_connection(dbapi_connection).terminate()
 
     dialect.do_close = do_close  # type: ignore[method-assign]
 
@@ -183,7 +183,7 @@ def ping_in_one_round_trip(dialect: Dialect) -> None:
     def do_ping(dbapi_connection: Any) -> bool:
         try:
             # Not ";": asyncpg 0.32 fails on the EmptyQueryResponse of a simple query.
-            await_only(dialect.get_driver_connection(dbapi_connection).execute("SELECT 1"))  # type: ignore[attr-defined]
+            await_only(dialect.get_driver_connection(dbapi_connection).execute("SELECT 1"))
         except Exception as error:  # noqa: BLE001 - translated to the DBAPI error SQLAlchemy expects
             dbapi_connection._handle_exception(error)
         return True

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import (
     DateTime,
     Integer,
-    Table,
     Text,
     Uuid,
     and_,
@@ -41,6 +40,7 @@ from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.db import LazyConnection
+from app.models.base import table_of
 from app.models.task import (
     PRIORITY_RANK,
     Task,
@@ -56,7 +56,7 @@ from app.queries import AccountGone, TaskNotFound, VersionMismatch
 from app.queries.users import authorised, users
 from app.security import AccessToken
 
-tasks: Table = Task.__table__  # type: ignore[attr-defined]
+tasks = table_of(Task)
 
 # Exactly the columns a task reads as (TaskRead), in its order.
 TASK_COLUMNS = [tasks.c[name] for name in TaskRead.model_fields]

@@ -5,17 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, Text, and_, delete, func, literal, or_, select, text, update
+from sqlalchemy import Text, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import ColumnElement
 
 from app.db import LazyConnection
+from app.models.base import table_of
 from app.models.user import User, UserRead
 from app.queries import AccountGone
 from app.queries.rate_limit import AttemptLimit, counted, raise_if_limited
 from app.security import AccessToken
 
-users: Table = User.__table__  # type: ignore[attr-defined]
+users = table_of(User)
 USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
 
 
