@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-pooler lint format migrate seed db-init db-stop clean bench package offline
+.PHONY: help install dev test test-pooler lint format migrate seed db-init db-stop clean bench bench-smoke package offline
 .PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
@@ -40,6 +40,9 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/login_timing.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/request_log.py
+
+bench-smoke: install ## Every benchmark at tiny sizes, one round (seconds each): proves they run, checks no figure
+	$(BIN)/python bench/smoke.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check app alembic scripts tests bench

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import settings
 from app.models import Task, User
-from app.security import InvalidToken, user_id_from_token
+from app.security import InvalidToken, read_access_token
 
 # NAIVE_POOL=queue gives it SQLAlchemy's default QueuePool instead, for the long-running-server comparison.
 _pool = {} if os.environ.get("NAIVE_POOL") == "queue" else {"poolclass": NullPool}
@@ -46,7 +46,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 async def current_user(session: SessionDep, token: Annotated[str, Depends(oauth2)]) -> User:
     try:
-        user_id = user_id_from_token(token)
+        user_id = read_access_token(token).user_id
     except InvalidToken:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Could not validate credentials") from None
     user = await session.get(User, user_id)
