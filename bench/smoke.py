@@ -40,7 +40,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "load.py": ["--requests", "40", "--concurrency", "4"],
 }
 # Scripts under bench/ that are tools rather than benchmarks.
-NOT_BENCHMARKS = {"smoke.py", "rtt_proxy.py"}
+NOT_BENCHMARKS = {"smoke.py"}
 
 
 def benchmark_scripts() -> list[str]:

@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.leaks import LeakHandler, LeakWatch, Secrets
+from tests.support.leaks import LeakHandler, LeakWatch, Secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE = "task_api_test"
@@ -178,7 +178,7 @@ def leak_watch(monkeypatch) -> Iterator[LeakWatch]:
     """Fails the test if the database password, the SECRET_KEY or a password hash appears in any log record
     of this process (every logger, at DEBUG) or in any response an httpx client of this process received
     (`client`, the tests' own clients, the ones talking to `osls offline`); the Lambda `invoke` fixture feeds
-    it the handler's responses. Not covered: what subprocesses log or receive (see tests/leaks.py)."""
+    it the handler's responses. Not covered: what subprocesses log or receive (see tests/support/leaks.py)."""
     from sqlalchemy.engine import make_url
 
     import app.main  # noqa: F401 - its logging setup runs first, so that it cannot undo the DEBUG below

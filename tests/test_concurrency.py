@@ -24,9 +24,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api import Account, create_task, make_account
 from tests.pooler.conftest import pgbouncer, pgbouncer_binary  # noqa: F401 - fixtures for the pooled variant
 from tests.pooler.workers import app_environment, uvicorn_server
+from tests.support.api import Account, create_task, make_account
 
 TASKS = "/api/v1/tasks"
 REGISTER = "/api/v1/auth/register"

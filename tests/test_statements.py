@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from app import db as app_db
-from tests.api import PASSWORD, create_task, make_account
+from tests.support.api import PASSWORD, create_task, make_account
 
 TASKS = "/api/v1/tasks"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from app.errors import STATEMENT_CANCELLED
-from tests.api import create_task, make_account
-from tests.outage import detail_of, row_locked, temporary_role, timed_patch, use_engine, waiting_updates
 from tests.pooler import pgbouncer as pgb
+from tests.support.api import create_task, make_account
+from tests.support.outage import detail_of, row_locked, temporary_role, timed_patch, use_engine, waiting_updates
 
 pytestmark = pytest.mark.pooler
 
