@@ -11,7 +11,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.problems import INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
+from app.api.problems import IF_MATCH_HELP, INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
 from app.db import LazyConnection, autocommit_connection, transaction_session
 from app.security import AccessToken, InvalidToken, read_access_token
 
@@ -42,7 +42,6 @@ async def current_token(request: Request, token: Annotated[str | None, Depends(o
 CurrentToken = Annotated[AccessToken, Depends(current_token)]
 
 _ETAG = re.compile(r'\s*"(\d{1,9})"\s*')
-IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 
 
 async def if_match(

@@ -18,13 +18,29 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.limits import BODY_TOO_LARGE, media_type_problem
+from app.config import settings
 from app.cursor import InvalidCursor
+from app.errors import (
+    DATABASE_REFUSED_LOGIN,
+    DATABASE_UNAVAILABLE,
+    OUTCOME_UNKNOWN,
+    STATEMENT_CANCELLED,
+    STATEMENT_TIMEOUT,
+)
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
+# The messages the API sends, each written once: the handlers and routes send these, and the OpenAPI examples
+# below are built from the same names, so the document shows what a client really gets.
 NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
 INVALID_TOKEN = "The access token is invalid or expired; log in again."
 ACCOUNT_GONE = "This access token no longer works: its account was deleted or its password changed. Log in again."
+BAD_CREDENTIALS = "Incorrect email or password."
+EMAIL_TAKEN = "An account with this email already exists."
+WRONG_CURRENT_PASSWORD = "current_password is incorrect."
+PASSWORD_CHANGED_MEANWHILE = "The password was changed meanwhile; try again."
+IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 TASK_NOT_FOUND = "Task not found."
+TASK_CHANGED = "The task has changed: its current version is {current}. Fetch it and retry."
 BEARER = {"WWW-Authenticate": "Bearer"}
 
 
@@ -39,7 +55,7 @@ def unauthorized(detail: str) -> HTTPException:
 def precondition_failed(current: int) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_412_PRECONDITION_FAILED,
-        content={"detail": f"The task has changed: its current version is {current}. Fetch it and retry."},
+        content={"detail": TASK_CHANGED.format(current=current)},
         headers={"ETag": f'"{current}"'},
     )
 
@@ -165,51 +181,58 @@ def register_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VersionMismatch, version_mismatch)
 
 
-def _doc(description: str, example: str) -> dict[str, Any]:
-    return {
-        "model": ErrorMessage,
-        "description": description,
-        "content": {"application/json": {"example": {"detail": example}}},
-    }
+def _doc(description: str, *examples: str) -> dict[str, Any]:
+    """A documented error: its description and the body (or bodies) it is sent with."""
+    content: dict[str, Any]
+    if len(examples) == 1:
+        content = {"example": {"detail": examples[0]}}
+    else:
+        content = {"examples": {f"example {n}": {"value": {"detail": text}} for n, text in enumerate(examples, 1)}}
+    return {"model": ErrorMessage, "description": description, "content": {"application/json": content}}
 
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 # OpenAPI `responses=` entries, combined per route with `|`.
-R400_IF_MATCH: dict[int | str, dict[str, Any]] = {
-    400: _doc("Malformed If-Match header", 'If-Match must be a version ETag such as "3", as sent in ETag.')
-}
-R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", "current_password is incorrect.")}
+R400_IF_MATCH: dict[int | str, dict[str, Any]] = {400: _doc("Malformed If-Match header", IF_MATCH_HELP)}
+R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", WRONG_CURRENT_PASSWORD)}
 R401: dict[int | str, dict[str, Any]] = {
     401: {
         **_doc(
-            "Missing, invalid or expired token, or its account was deleted or changed password since", INVALID_TOKEN
+            "Missing, invalid or expired token, or its account was deleted or changed password since",
+            NOT_AUTHENTICATED,
+            INVALID_TOKEN,
+            ACCOUNT_GONE,
         ),
         "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     }
 }
-R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", "Incorrect email or password.")}
+R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", BAD_CREDENTIALS)}
 R404: dict[int | str, dict[str, Any]] = {404: _doc("No such task for this user", TASK_NOT_FOUND)}
-R409_EMAIL: dict[int | str, dict[str, Any]] = {
-    409: _doc("Email already registered", "An account with this email already exists.")
-}
+R409_EMAIL: dict[int | str, dict[str, Any]] = {409: _doc("Email already registered", EMAIL_TAKEN)}
 R409_PASSWORD: dict[int | str, dict[str, Any]] = {
-    409: _doc("Password changed by a concurrent request", "The password was changed meanwhile; try again.")
+    409: _doc("Password changed by a concurrent request", PASSWORD_CHANGED_MEANWHILE)
 }
 R503: dict[int | str, dict[str, Any]] = {
     503: {
         **_doc(
-            "The database is unreachable; retry shortly",
-            "The database is unavailable right now; retry in a few seconds.",
+            "The database is unreachable (retry shortly); for a write whose connection was lost, the change may or "
+            "may not have been saved; or the service cannot log in to its database",
+            DATABASE_UNAVAILABLE,
+            OUTCOME_UNKNOWN,
+            DATABASE_REFUSED_LOGIN,
         ),
-        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        "headers": RETRY_AFTER,
     }
 }
 R504: dict[int | str, dict[str, Any]] = {
     504: {
         **_doc(
             "A statement ran past DB_COMMAND_TIMEOUT (or the role's statement_timeout) and was cancelled",
-            "The database took longer than 15 s to answer; the statement was cancelled. Retry later.",
+            STATEMENT_TIMEOUT.format(seconds=settings.DB_COMMAND_TIMEOUT),
+            STATEMENT_CANCELLED,
         ),
-        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        "headers": RETRY_AFTER,
     }
 }
 R413: dict[int | str, dict[str, Any]] = {
@@ -222,8 +245,5 @@ R415: dict[int | str, dict[str, Any]] = {
     )
 }
 R412: dict[int | str, dict[str, Any]] = {
-    412: _doc(
-        "If-Match names a stale version; nothing was written",
-        "The task has changed: its current version is 4. Fetch it and retry.",
-    )
+    412: _doc("If-Match names a stale version; nothing was written", TASK_CHANGED.format(current=4))
 }
