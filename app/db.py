@@ -1,4 +1,4 @@
-"""The engine, the sessionmaker and the request-scoped database dependencies.
+"""The engine and the request-scoped database dependency.
 
 Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
 first connection is opened by the first request that needs one.
@@ -9,8 +9,8 @@ event loop and frozen execution environments), so what matters is round trips pe
 - SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
 - closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
 - with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
-- single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
-- multi-statement work gets one transaction via `transaction_session`.
+- every route's work is one statement, run in autocommit (no BEGIN/COMMIT round trips) via
+  `autocommit_connection`.
 
 Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
 goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
@@ -31,8 +31,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
@@ -226,10 +224,9 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     return engine
 
 
-# The one engine. Every user looks it up here at call time (LazyConnection, transaction_session, health/db),
+# The one engine. Every user looks it up here at call time (LazyConnection, health/db),
 # so replacing `app.db.engine` (tests, benches) replaces it everywhere.
 engine: AsyncEngine = create_engine(settings.database)
-SessionLocal = async_sessionmaker(expire_on_commit=False)  # bound to `engine` per session, see above
 
 
 class LazyConnection:
@@ -270,9 +267,3 @@ async def autocommit_connection() -> AsyncIterator[LazyConnection]:
         yield connection
     finally:
         await connection.close()
-
-
-async def transaction_session() -> AsyncIterator[AsyncSession]:
-    """A session inside one transaction: committed if the request's work succeeds, rolled back otherwise."""
-    async with SessionLocal(bind=engine) as session, session.begin():
-        yield session
