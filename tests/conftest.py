@@ -28,8 +28,8 @@ from tests.support.leaks import LeakHandler, LeakWatch, Secrets
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE = "task_api_test"
 # The app connects as a role of its own with a password (and signs with a SECRET_KEY) that cannot occur by
-# chance, so that `leak_watch` can prove neither ever reaches a log line or a response. Superuser, like the
-# `postgres` role the tests used before: they create databases and roles (test_migrations, test_db_ops).
+# chance, so that `leak_watch` can prove neither ever reaches a log line or a response. Superuser, because the
+# tests create databases and roles with it (test_migrations, test_db_ops, tests/support/outage.py).
 # Through the environment, xdist workers (started after this import in the controller) share them.
 APP_ROLE = "task_api_app"
 APP_PASSWORD = os.environ.setdefault("TASK_API_TEST_APP_PASSWORD", f"pw-{uuid.uuid4().hex}")
