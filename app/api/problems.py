@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -52,12 +53,42 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=BEARER)
 
 
-def precondition_failed(current: int) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_412_PRECONDITION_FAILED,
-        content={"detail": TASK_CHANGED.format(current=current)},
-        headers={"ETag": f'"{current}"'},
-    )
+@dataclass(frozen=True)
+class Problem:
+    """How a domain outcome (an exception of app/queries) is answered, and how the document shows it.
+
+    `detail` and the header values may name the exception's attributes (`{current}`); `example` gives them
+    values for the OpenAPI example.
+    """
+
+    status: int
+    detail: str
+    description: str
+    headers: dict[str, str] = field(default_factory=dict)
+    example: dict[str, Any] = field(default_factory=dict)
+
+    def response(self, error: Exception) -> JSONResponse:
+        values = vars(error)
+        headers = {name: value.format(**values) for name, value in self.headers.items()}
+        return JSONResponse(status_code=self.status, content={"detail": self.detail.format(**values)}, headers=headers)
+
+    def responses(self) -> dict[int | str, dict[str, Any]]:
+        """This problem's OpenAPI `responses=` entry."""
+        return {self.status: _doc(self.description, self.detail.format(**self.example))}
+
+
+# Each domain outcome a route can end in, answered by one handler (register_problem_handlers).
+PROBLEMS: dict[type[Exception], Problem] = {
+    AccountGone: Problem(401, ACCOUNT_GONE, "The token's account was deleted or changed password", BEARER),
+    TaskNotFound: Problem(404, TASK_NOT_FOUND, "No such task for this user"),
+    VersionMismatch: Problem(
+        412,
+        TASK_CHANGED,
+        "If-Match names a stale version; nothing was written",
+        headers={"ETag": '"{current}"'},
+        example={"current": 4},
+    ),
+}
 
 
 # Validation errors echo the offending input back; never for these (responses end up in logs and traces).
@@ -163,22 +194,14 @@ def register_problem_handlers(app: FastAPI) -> None:
         problem = {"type": "value_error", "loc": ("query", "cursor"), "msg": f"Value error, cursor {error}"}
         return await validation_failed(request, RequestValidationError([{**problem, "input": cursor}]))
 
-    async def account_gone(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
-
-    async def task_not_found(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": TASK_NOT_FOUND})
-
-    async def version_mismatch(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, VersionMismatch)
-        return precondition_failed(error.current)
+    async def domain_problem(request: Request, error: Exception) -> JSONResponse:
+        return PROBLEMS[type(error)].response(error)
 
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
-    app.add_exception_handler(AccountGone, account_gone)
-    app.add_exception_handler(TaskNotFound, task_not_found)
-    app.add_exception_handler(VersionMismatch, version_mismatch)
+    for error_type in PROBLEMS:
+        app.add_exception_handler(error_type, domain_problem)
 
 
 def _doc(description: str, *examples: str) -> dict[str, Any]:
@@ -208,7 +231,7 @@ R401: dict[int | str, dict[str, Any]] = {
     }
 }
 R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", BAD_CREDENTIALS)}
-R404: dict[int | str, dict[str, Any]] = {404: _doc("No such task for this user", TASK_NOT_FOUND)}
+R404 = PROBLEMS[TaskNotFound].responses()
 R409_EMAIL: dict[int | str, dict[str, Any]] = {409: _doc("Email already registered", EMAIL_TAKEN)}
 R409_PASSWORD: dict[int | str, dict[str, Any]] = {
     409: _doc("Password changed by a concurrent request", PASSWORD_CHANGED_MEANWHILE)
@@ -244,6 +267,4 @@ R415: dict[int | str, dict[str, Any]] = {
         "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
     )
 }
-R412: dict[int | str, dict[str, Any]] = {
-    412: _doc("If-Match names a stale version; nothing was written", TASK_CHANGED.format(current=4))
-}
+R412 = PROBLEMS[VersionMismatch].responses()
