@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-py313 test-pooler lint format migrate seed db-init db-stop clean bench package offline
+.PHONY: help install dev test test-py313 test-pooler lint format migrate seed db-init db-stop clean bench bench-smoke
+.PHONY: package offline
 .PHONY: db-upgrade db-downgrade db-revision db-current db-history db-reset db-backup db-restore
 
 help: ## List the targets
@@ -24,8 +25,11 @@ install: $(STAMP) ## Create or refresh .venv with the dev extras
 dev: install ## Run the API with seed data on the embedded database (http://127.0.0.1:8000/docs)
 	$(BIN)/python scripts/dev.py
 
-test: install ## Run the test suite against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Workers (pytest-xdist), each with a database of its own; TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+
+test: install ## Run the test suite in parallel against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Python 3.13, the Lambda runtime's Python: the same suite in .venv313. The interpreter comes from
 # scripts/python313.sh (PYTHON313 if set, else a cached build from Debian's source, built when missing).
@@ -38,7 +42,7 @@ $(STAMP313): pyproject.toml constraints.txt scripts/python313.sh
 	@touch $(STAMP313)
 
 test-py313: $(STAMP313) ## The test suite on CPython 3.13 (builds it into ~/.cache/task-api the first time)
-	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV313)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
 	$(BIN)/python bench/roundtrips.py
@@ -53,6 +57,9 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/request_log.py
 	$(BIN)/python bench/warm.py
 	$(BIN)/python bench/kill.py
+
+bench-smoke: install ## Every benchmark at tiny sizes, one round (seconds each): proves they run, checks no figure
+	$(BIN)/python bench/smoke.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check app alembic scripts tests bench

@@ -1,4 +1,4 @@
-"""The engine, the sessionmaker and the request-scoped database dependencies.
+"""The engine and the request-scoped database dependency.
 
 Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
 first connection is opened by the first request that needs one.
@@ -13,8 +13,8 @@ long-running servers. What matters is round trips per request:
 - with DB_POOL=single, a kept connection is checked without a round trip before use, a warm read reuses its
   named prepared statement (one Bind/Execute round trip), and a statement that meets a dead connection is
   sent again only when that is provably safe (LazyConnection);
-- single-statement work runs in autocommit (no BEGIN/COMMIT round trips) via `autocommit_connection`;
-- multi-statement work gets one transaction via `transaction_session`.
+- every route's work is one statement, run in autocommit (no BEGIN/COMMIT round trips) via
+  `autocommit_connection`.
 
 Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
 goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
@@ -30,7 +30,7 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -39,8 +39,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
@@ -58,6 +56,7 @@ from app.db_faults import (
     connect_failed,
 )
 from app.errors import DISCONNECT_ERRORS
+from app.observability import exception_chain
 
 logger = logging.getLogger("app.db")
 
@@ -105,7 +104,7 @@ async def connect_to(
     )
 
 
-def make_connector(target: DatabaseTarget, cfg: Settings):
+def make_connector(target: DatabaseTarget, cfg: Settings) -> Callable[[], Awaitable[asyncpg.Connection]]:
     """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total.
 
     Only "not yet" errors are retried (app.db_faults.classify_connect_error), after exponentially growing,
@@ -260,10 +259,9 @@ def renew_statement_names() -> None:
         statements.renew()
 
 
-# The one engine. Every user looks it up here at call time (LazyConnection, transaction_session, health/db),
+# The one engine. Every user looks it up here at call time (LazyConnection, health/db),
 # so replacing `app.db.engine` (tests, benches) replaces it everywhere.
 engine: AsyncEngine = create_engine(settings.database)
-SessionLocal = async_sessionmaker(expire_on_commit=False)  # bound to `engine` per session, see above
 
 
 def is_read(statement: Any) -> bool:
@@ -271,16 +269,6 @@ def is_read(statement: Any) -> bool:
     if not isinstance(statement, Select):
         return False
     return not any(getattr(element, "is_dml", False) for element in visitors.iterate(statement))
-
-
-def chain(error: BaseException) -> Iterator[BaseException]:
-    """The error, what SQLAlchemy wrapped (`orig`) and what that was raised from (`__cause__`)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = getattr(current, "orig", None) or current.__cause__
 
 
 class LazyConnection:
@@ -335,7 +323,7 @@ class LazyConnection:
 
     def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError) -> bool:
         assert self._retries is not None
-        errors = list(chain(error))
+        errors = list(exception_chain(error, "orig", "__cause__"))
         if any(isinstance(item, NAMED_STATEMENT_REFUSED) for item in errors):
             self._retries.refused()  # a failed Parse or Bind of a named statement: nothing was executed
             return True
@@ -384,9 +372,3 @@ async def autocommit_connection() -> AsyncIterator[LazyConnection]:
         yield connection
     finally:
         await connection.close()
-
-
-async def transaction_session() -> AsyncIterator[AsyncSession]:
-    """A session inside one transaction: committed if the request's work succeeds, rolled back otherwise."""
-    async with SessionLocal(bind=engine) as session, session.begin():
-        yield session

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import asyncpg
@@ -20,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
 from app.db_faults import DatabaseUnavailable, ServerCertificateUntrusted, StatementTimeout
-from app.observability import FIELDS
+from app.observability import FIELDS, exception_chain
 
 logger = logging.getLogger("app.errors")
 
@@ -54,14 +53,9 @@ DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def _chain(error: BaseException) -> list[BaseException]:
     """The error, what SQLAlchemy wrapped (`orig`) and what that was raised from (`__cause__`)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = getattr(current, "orig", None) or current.__cause__
+    return list(exception_chain(error, "orig", "__cause__"))
 
 
 class DatabaseFailure(NamedTuple):
@@ -78,7 +72,7 @@ class DatabaseFailure(NamedTuple):
 
 def database_failure(method: str, error: BaseException) -> DatabaseFailure | None:
     """How to answer a database failure, or None if `error` is not one (a bug: it stays a 500)."""
-    chain = list(_chain(error))
+    chain = _chain(error)
     for item in chain:
         if isinstance(item, ServerCertificateUntrusted):
             return DatabaseFailure(503, DATABASE_TLS_UNTRUSTED, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
@@ -121,7 +115,7 @@ async def _database_failed(request: Request, error: Exception) -> JSONResponse:
     # A refused login needs an operator; the rest heals by itself (or is the client's query's size). Types and
     # SQLSTATEs only (`_described`): messages can carry host and user names. The method and route are on the
     # request's own line (app/observability.py), which has the same request_id.
-    chain = list(_chain(error))
+    chain = _chain(error)
     described = _described(chain)
     fields = {"error": type(chain[-1]).__name__, "error_chain": described, "status": failure.status}
     logger.log(

@@ -22,8 +22,9 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
+from itertools import islice
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -168,15 +169,23 @@ def _exception_type(error: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def exception_chain(error: BaseException, *links: str) -> Iterator[BaseException]:
+    """`error`, then at each step the first of its `links` attributes that is set, until none is (or a loop).
+
+    With `"__cause__", "__context__"`: what it was raised from, else what was being handled when it was raised.
+    With `"orig", "__cause__"`: also the driver error a SQLAlchemy exception wraps (app/errors.py).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = next((link for name in links if (link := getattr(current, name, None)) is not None), None)
+
+
 def describe_exception(error: BaseException) -> dict[str, Any]:
     """An exception as types and frames: enough to find the bug, nothing of the data it was handling."""
-    causes: list[str] = []
-    seen = {id(error)}
-    link = error.__cause__ or error.__context__
-    while link is not None and id(link) not in seen and len(causes) < 5:
-        seen.add(id(link))
-        causes.append(_exception_type(link))
-        link = link.__cause__ or link.__context__
+    causes = [_exception_type(link) for link in islice(exception_chain(error, "__cause__", "__context__"), 1, 6)]
     frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__)]
     described: dict[str, Any] = {"error": _exception_type(error), "stack": frames}
     if causes:

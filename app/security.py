@@ -83,7 +83,7 @@ def read_access_token(token: str) -> AccessToken:
     """Verify `token`. Only the configured algorithm is accepted (so never `alg: none`).
 
     Whether the user still exists, and has not changed their password since `issued_at`, is checked by the
-    statement that does the request's work (app/queries/__init__.py: `authorised`).
+    statement that does the request's work (app/queries/users.py: `authorised`).
     """
     try:
         claims = jwt.decode(

@@ -28,7 +28,10 @@ if str(ROOT) not in sys.path:
 # start (which inherit this environment) log warnings only, unless LOG_LEVEL says otherwise.
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-BENCH_DATA_DIR = ROOT / ".data" / "bench-pg"
+# `make bench-smoke` (bench/smoke.py): tiny data sets on a server of their own, so that the real bench data in
+# .data/bench-pg is never replaced by the smoke run's few rows.
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+BENCH_DATA_DIR = ROOT / ".data" / ("bench-smoke-pg" if SMOKE else "bench-pg")
 PYTHON = sys.executable
 
 BENCH_USER_EMAIL = "bench-user@example.com"

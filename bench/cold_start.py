@@ -4,7 +4,7 @@
 
 Each run is a fresh interpreter (like a new Lambda execution environment) that imports the handler and invokes
 it with an authenticated `GET /api/v1/tasks?tag=x` (API Gateway HTTP API 2.0 event), then again (warm).
-The database sits behind bench/rtt_proxy.py in its own process, adding the one-way delay. Reported: p50 over
+The database sits behind scripts/rtt_proxy.py in its own process, adding the one-way delay. Reported: p50 over
 the runs of the import time, the first (cold) invocation, the second (warm) one, and the process total.
 Exits non-zero only when something fails to run.
 """
@@ -51,7 +51,7 @@ def start_proxy(url: str, delay_ms: float) -> tuple[subprocess.Popen, str]:
     proxy = subprocess.Popen(
         [
             PYTHON,
-            str(ROOT / "bench" / "rtt_proxy.py"),
+            str(ROOT / "scripts" / "rtt_proxy.py"),
             "--upstream",
             f"{target.host}:{target.port}",
             "--delay-ms",

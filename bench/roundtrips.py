@@ -3,7 +3,7 @@
     python bench/roundtrips.py [--delays 0,5] [--repeat 7] [--only NAME ...]
 
 Every invocation goes through the Mangum handler with an API Gateway HTTP API (2.0) event and opens a fresh
-connection (NullPool), through bench/rtt_proxy.py, which adds the one-way delay and counts the round trips the
+connection (NullPool), through scripts/rtt_proxy.py, which adds the one-way delay and counts the round trips the
 request waits for (the TCP connect included) and the bytes each way.
 
 - warm: a process that has served the endpoint once already; the figures of the following invocations.
@@ -33,7 +33,7 @@ def _proxied_env(url: str, delay_ms: float):
     """Start a proxy to `url`'s server; point DATABASE_URL at it (before `app` is imported)."""
     from sqlalchemy.engine import make_url
 
-    from bench.rtt_proxy import RttProxy
+    from scripts.rtt_proxy import RttProxy
 
     target = make_url(url)
     proxy = RttProxy(target.host or "127.0.0.1", target.port or 5432, delay_ms).start()
@@ -58,13 +58,13 @@ def _handler_for(kind: str):
     return lambda_handler()
 
 
-EOF_HOLD = 0.25  # seconds; see bench/rtt_proxy.py: for the counting invocations only, never the timed ones
+EOF_HOLD = 0.25  # seconds; see scripts/rtt_proxy.py: for the counting invocations only, never the timed ones
 # (generous: a cold process on a loaded machine may take a while to get round to closing its socket)
 
 
 def _invoke(proxy, endpoint, direct_url: str, counted: bool) -> dict[str, Any]:
     from bench._common import LambdaContext
-    from bench.rtt_proxy import total
+    from scripts.rtt_proxy import total
 
     proxy.eof_hold = EOF_HOLD if counted else 0.0
     ctx = run(endpoint.prepare(direct_url)) if endpoint.prepare else {}

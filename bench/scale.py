@@ -26,9 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import PYTHON, ROOT, bench_database_url, migrate, p50, seed, table  # noqa: E402
+from bench._common import PYTHON, ROOT, SMOKE, bench_database_url, migrate, p50, seed, table  # noqa: E402
 
 DATA_SETS = {"10k": ("scale_10k", 1, 10_000), "1m": ("scale_1m", 10, 100_000)}
+if SMOKE:
+    DATA_SETS = {"10k": ("scale_10k", 1, 60), "1m": ("scale_1m", 2, 60)}
 QUERIES = {
     "tag=x, sort=-created_at": {"tag": "x", "sort": "-created_at"},
     "status=todo, priority=high": {"status": "todo", "priority": "high"},
@@ -38,7 +40,7 @@ QUERIES = {
         for sort in ("priority", "-priority", "updated_at", "-updated_at", "due_date", "-due_date")
     },
 }
-WALK_PAGES = 500
+WALK_PAGES = 3 if SMOKE else 500
 
 
 def worker(url: str, samples: int) -> dict[str, Any]:

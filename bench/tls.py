@@ -6,11 +6,11 @@
    default paths, here Debian's CA bundle), from a one-certificate CA file, and without verification (require);
    and `normalize_database_url` for Neon's URL, which is all that happens at import.
 2. Round trips a fresh connection waits for (asyncpg connect with the app's arguments, `SELECT 1`, then the
-   app's close, which does not wait), counted by bench/rtt_proxy.py in front of each server, and its latency at
+   app's close, which does not wait), counted by scripts/rtt_proxy.py in front of each server, and its latency at
    `--delay-ms` one-way delay:
    - plaintext: the embedded PostgreSQL (SCRAM), sslmode=disable;
    - TLS negotiated with an SSLRequest (the usual way) and direct TLS (`sslnegotiation=direct`), both through
-     tests/tls_terminator.py, which relays the same PostgreSQL (same SCRAM exchange) behind TLS, as Neon's proxy
+     scripts/tls_terminator.py, which relays the same PostgreSQL (same SCRAM exchange) behind TLS, as Neon's proxy
      does. Neither PgBouncer here (1.18, 1.24) accepts direct TLS;
    - PgBouncer 1.18 requiring TLS (SSLRequest) beside the same PgBouncer without TLS, for the pooler's own figure.
 
@@ -81,7 +81,7 @@ async def one_connection(url: str) -> None:
 def measure(name: str, upstream: tuple[str, int], url_for, delay_ms: float, repeat: int) -> list[str]:
     from sqlalchemy.engine import make_url
 
-    from bench.rtt_proxy import RttProxy, total
+    from scripts.rtt_proxy import RttProxy, total
 
     proxy = RttProxy(upstream[0], upstream[1], delay_ms).start()
     try:
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.engine import make_url
 
     from app.dev.certificates import ensure_local_tls
+    from scripts.tls_terminator import TlsTerminator
     from tests.pooler import pgbouncer as pgb
-    from tests.tls_terminator import TlsTerminator
 
     folder = Path(tempfile.mkdtemp(prefix="task-api-bench-tls-"))
     ca, server = ensure_local_tls(folder, ("localhost", "127.0.0.1"))

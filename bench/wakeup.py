@@ -3,7 +3,7 @@
     python bench/wakeup.py [--failures 0,1,2,3,4,5,6] [--repeat 9] [--budget 5]
 
 The app's own connector (app.db.make_connector: exponential backoff with jitter inside DB_CONNECT_TIMEOUT)
-connects through tests/fake_postgres.py's FakeEndpoint, which answers the first N attempts with Neon's
+connects through tests/support/fake_postgres.py's FakeEndpoint, which answers the first N attempts with Neon's
 "Couldn't connect to compute node" (SQLSTATE XX000, as its proxy sends it) and then pipes to a real
 PostgreSQL. Also: how long a database that never wakes takes to become a 503 (DatabaseUnavailable).
 
@@ -30,7 +30,7 @@ async def time_to_connection(url: str, failures: int, budget: float) -> tuple[fl
     from app.config import normalize_database_url, settings
     from app.db import make_connector
     from app.db_faults import DatabaseUnavailable
-    from tests.fake_postgres import FORWARD, PgError, endpoint_for, url_through
+    from tests.support.fake_postgres import FORWARD, PgError, endpoint_for, url_through
 
     refusal = PgError("XX000", "Couldn't connect to compute node")
     endpoint = endpoint_for(url, script=[refusal] * failures, default=refusal if failures < 0 else FORWARD)

@@ -5,7 +5,7 @@
 In one process, as a warm Lambda sandbox runs them: app.handler.handler called with HTTP API 2.0 events on the
 thread's one event loop (Mangum keeps it). For `null`, `single` and `queue` against the server directly, and
 `single` through PgBouncer 1.24 (scripts/build_pgbouncer.sh) configured like Neon's pooler. Every database
-connection goes through bench/rtt_proxy.py (no delay), which counts the round trips an invocation waits for.
+connection goes through scripts/rtt_proxy.py (no delay), which counts the round trips an invocation waits for.
 
 Against two floors measured in the same run, on the same loop:
 - a bare asyncpg connect + close with SCRAM (what a connection per invocation cannot avoid);
@@ -56,7 +56,7 @@ def run_mode(
 
     import app.db
     from app.config import normalize_database_url, settings
-    from bench.rtt_proxy import RttProxy
+    from scripts.rtt_proxy import RttProxy
 
     target = make_url(url)
     proxy = RttProxy(target.host or "127.0.0.1", target.port or 5432).start()

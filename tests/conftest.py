@@ -2,6 +2,10 @@
 
 The database URL must be in the environment before `app` is imported (settings are read once at import), so
 it is prepared in `pytest_configure`, before test modules are collected.
+
+Under pytest-xdist (`make test`) the controller starts the one server and migrates the template database; each
+worker copies it into a database of its own (`task_api_test_gw0`, ...) before it imports `app`. The app opens
+its own connections, so workers cannot share a database behind per-test rollbacks: each has its own tables.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.leaks import LeakHandler, LeakWatch, Secrets
+from tests.support.leaks import LeakHandler, LeakWatch, Secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE = "task_api_test"
 # The app connects as a role of its own with a password (and signs with a SECRET_KEY) that cannot occur by
-# chance, so that `leak_watch` can prove neither ever reaches a log line or a response. Superuser, like the
-# `postgres` role the tests used before: they create databases and roles (test_migrations, test_db_ops).
+# chance, so that `leak_watch` can prove neither ever reaches a log line or a response. Superuser, because the
+# tests create databases and roles with it (test_migrations, test_db_ops, tests/support/outage.py).
+# Through the environment, xdist workers (started after this import in the controller) share them.
 APP_ROLE = "task_api_app"
-APP_PASSWORD = f"pw-{uuid.uuid4().hex}"
-SECRET_KEY = f"sk-test-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+APP_PASSWORD = os.environ.setdefault("TASK_API_TEST_APP_PASSWORD", f"pw-{uuid.uuid4().hex}")
+SECRET_KEY = os.environ.setdefault("TASK_API_TEST_SECRET_KEY", f"sk-test-{uuid.uuid4().hex}{uuid.uuid4().hex}")
+# Set by the process that prepared the migrated template database, for the xdist workers that copy it.
+TEMPLATE_URL_VARIABLE = "TASK_API_TEST_TEMPLATE_URL"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", ... in an xdist worker; None in the controller or alone
 
-_embedded = None  # the session's embedded server, if we started one
+_embedded = None  # the session's embedded server, if this process started one
+_worker_database: tuple[str, str] | None = None  # (maintenance URL, name) of this worker's copy, to drop at exit
 
 
 def _prepare_database() -> str:
@@ -69,8 +78,32 @@ def _prepare_database() -> str:
     return url.set(drivername="postgresql", database=test_db).render_as_string(hide_password=False)
 
 
+def _copy_for_worker(template_url: str, worker: str) -> str:
+    """A database of this worker's own, copied from the migrated template (much faster than migrating again)."""
+    global _worker_database
+    from sqlalchemy.engine import make_url
+
+    template = make_url(template_url)
+    name = f"{template.database}_{worker}"
+    maintenance = template.set(database="postgres").render_as_string(hide_password=False)
+
+    async def copy() -> None:
+        connection = await asyncpg.connect(maintenance)
+        try:
+            # PostgreSQL refuses to copy a template that another CREATE DATABASE is reading: one at a time.
+            await connection.execute("SELECT pg_advisory_lock(7154)")
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template.database}"')
+        finally:
+            await connection.close()  # and with it the advisory lock
+
+    asyncio.run(copy())
+    _worker_database = (maintenance, name)
+    return template.set(database=name).render_as_string(hide_password=False)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    url = _prepare_database()
+    url = _prepare_database() if WORKER is None else _copy_for_worker(os.environ[TEMPLATE_URL_VARIABLE], WORKER)
     os.environ["DATABASE_URL"] = url
     os.environ["DATABASE_URL_DIRECT"] = url
     os.environ["ENVIRONMENT"] = "test"  # accepts any SECRET_KEY
@@ -78,15 +111,28 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DB_CONNECT_TIMEOUT"] = "2"
     os.environ.setdefault("DB_APPLICATION_NAME", "task-api-test")
     os.environ.setdefault("AUTH_RATE_LIMIT_ATTEMPTS", "1000000")  # the suite logs in a lot; limit tests set their own
-    # Migrate once per session with the real revisions (downgrade first: TEST_DATABASE_URL may be reused).
-    from alembic import command
+    if WORKER is None:
+        # Migrate once per run with the real revisions (downgrade first: TEST_DATABASE_URL may be reused).
+        from alembic import command
 
-    alembic_config = alembic_config_for(url)
-    command.downgrade(alembic_config, "base")
-    command.upgrade(alembic_config, "head")
+        alembic_config = alembic_config_for(url)
+        command.downgrade(alembic_config, "base")
+        command.upgrade(alembic_config, "head")
+        os.environ[TEMPLATE_URL_VARIABLE] = url
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _worker_database is not None and os.environ.get("TEST_DATABASE_URL"):
+        maintenance, name = _worker_database  # an embedded server is removed whole, by the controller
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(maintenance)
+            try:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())
     if _embedded is not None:
         _embedded.stop()
         shutil.rmtree(_embedded.data_dir.parent, ignore_errors=True)
@@ -104,12 +150,6 @@ def alembic_config_for(url: str):
 @pytest.fixture(scope="session")
 def database_url() -> str:
     return os.environ["DATABASE_URL"]
-
-
-@pytest.fixture(scope="session")
-def embedded_server():
-    """The embedded server of this session, or None with TEST_DATABASE_URL."""
-    return _embedded
 
 
 @pytest.fixture
@@ -138,7 +178,7 @@ def leak_watch(monkeypatch) -> Iterator[LeakWatch]:
     """Fails the test if the database password, the SECRET_KEY or a password hash appears in any log record
     of this process (every logger, at DEBUG) or in any response an httpx client of this process received
     (`client`, the tests' own clients, the ones talking to `osls offline`); the Lambda `invoke` fixture feeds
-    it the handler's responses. Not covered: what subprocesses log or receive (see tests/leaks.py)."""
+    it the handler's responses. Not covered: what subprocesses log or receive (see tests/support/leaks.py)."""
     from sqlalchemy.engine import make_url
 
     import app.main  # noqa: F401 - its logging setup runs first, so that it cannot undo the DEBUG below

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from app.security import create_access_token
-from tests.api import PASSWORD, error_fields, make_account
+from tests.support.api import PASSWORD, error_fields, make_account
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/token"

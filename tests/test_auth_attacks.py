@@ -27,7 +27,7 @@ from app.main import app
 from app.models.user import UserRead
 from app.queries.users import USER_COLUMNS
 from app.security import DUMMY_HASH, create_access_token, hash_password, verify_password
-from tests.api import PASSWORD, Account, create_task, make_account
+from tests.support.api import PASSWORD, Account, create_task, make_account
 
 OUR_401_MESSAGES = {NOT_AUTHENTICATED, INVALID_TOKEN, ACCOUNT_GONE}
 

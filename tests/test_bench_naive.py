@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api import create_task, make_account
+from tests.support.api import create_task, make_account
 
 
 async def test_the_naive_reference_lists_tasks(client, db):

@@ -24,9 +24,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api import Account, create_task, make_account
 from tests.pooler.conftest import pgbouncer, pgbouncer_binary  # noqa: F401 - fixtures for the pooled variant
 from tests.pooler.workers import app_environment, uvicorn_server
+from tests.support.api import Account, create_task, make_account
+
+# Each race holds CONCURRENCY connections of the one test server and waits for them all to block: two races at
+# once (one per xdist worker) would compete for the server's connection slots. One worker runs them in turn.
+pytestmark = pytest.mark.xdist_group("concurrency")
 
 TASKS = "/api/v1/tasks"
 REGISTER = "/api/v1/auth/register"

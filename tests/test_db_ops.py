@@ -29,6 +29,8 @@ from tests.conftest import ROOT, alembic_config_for
 SCRIPTS = ROOT / "scripts"
 HEAD = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
 PRODUCTION_KEY = "5f4dcc3b5aa765d61d8327deb882cf99" * 2  # 64 hex characters, not a placeholder
+# The databases have fixed names (reset.py's confirmation types one): the tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("db_ops")
 
 
 def scripts_importable() -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from app.models.task import TagCount, TaskPage, TaskRead
 from app.models.user import UserRead
 from app.queries import tasks as task_queries
-from tests.api import create_task, insert_task, make_account
+from tests.support.api import create_task, insert_task, make_account
 
 
 def assert_as_model_sends(body: bytes, model: type[BaseModel] | TypeAdapter) -> None:

@@ -24,7 +24,9 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from app.main import app
 from app.security import create_access_token
-from tests.api import password_hash
+from tests.support.api import password_hash
+
+pytestmark = pytest.mark.fuzz
 
 # Hypothesis keeps caches (constants, unicode tables) beside its example database, in ./.hypothesis by
 # default: somewhere outside the repository instead. (The example database itself is off: database=None.)

@@ -18,9 +18,9 @@ import pytest
 from app.api.limits import MAX_BODY_BYTES
 from app.main import app
 from app.models.fields import NOT_A_NUMBER_MESSAGE, NUL_MESSAGE, SURROGATE_MESSAGE
-from tests.api import PASSWORD, create_task, make_account
 from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures: the real Lambda handler
 from tests.aws_lambda.support import EVENT_FILES, adapt, response_json
+from tests.support.api import PASSWORD, create_task, make_account
 
 JSON = {"content-type": "application/json"}
 FORM = {"content-type": "application/x-www-form-urlencoded"}

@@ -20,9 +20,9 @@ from app.config import Settings, normalize_database_url
 from app.db import create_engine
 from app.dev.embedded import free_port
 from app.observability import JsonFormatter, query_parameter_names, route_template
-from tests.api import PASSWORD, insert_task, make_account
 from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures for the Lambda tests
 from tests.aws_lambda.support import FakeContext, adapt, response_header
+from tests.support.api import PASSWORD, insert_task, make_account
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -15,7 +15,7 @@ OUR_TABLES = {"users", "tasks", "alembic_version"}
 async def fresh_database_url(database_url):
     """A new empty database on the same server (so the shared test schema is not touched)."""
     url = make_url(database_url)
-    name = "task_api_migration_roundtrip"
+    name = f"{url.database}_migration_roundtrip"  # the test database's name differs per xdist worker
     maintenance = url.set(database="postgres").render_as_string(hide_password=False)
     connection = await asyncpg.connect(maintenance)
     try:

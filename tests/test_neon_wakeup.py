@@ -2,7 +2,7 @@
 DB_CONNECT_TIMEOUT in total; what retrying cannot fix fails at once; a statement that may have written is never
 sent twice.
 
-A FakeEndpoint (tests/fake_postgres.py) on 127.0.0.1 answers the first connection attempts with the wire
+A FakeEndpoint (tests/support/fake_postgres.py) on 127.0.0.1 answers the first connection attempts with the wire
 ErrorResponse PostgreSQL or Neon's proxy sends (or hangs up), then pipes bytes to the real test PostgreSQL.
 Neon's proxy sends its own errors with SQLSTATE XX000 (neondatabase/neon proxy/src/stream.rs), e.g.
 "Couldn't connect to compute node" (proxy/src/compute.rs) while a compute wakes up.
@@ -18,9 +18,9 @@ import pytest
 from app.config import settings
 from app.db_faults import backoff_delays
 from app.errors import DATABASE_REFUSED_LOGIN, DATABASE_UNAVAILABLE, OUTCOME_UNKNOWN
-from tests.api import create_task, make_account
-from tests.fake_postgres import DROP, FORWARD, PgError, endpoint_for, url_through
-from tests.outage import detail_of, use_engine
+from tests.support.api import create_task, make_account
+from tests.support.fake_postgres import DROP, FORWARD, PgError, endpoint_for, url_through
+from tests.support.outage import detail_of, use_engine
 
 BUDGET = settings.DB_CONNECT_TIMEOUT  # 2 s in the tests (tests/conftest.py)
 HANG_GUARD = BUDGET + 1.5

@@ -17,10 +17,17 @@ import app.db
 from app.config import settings
 from app.dev.embedded import ensure_running, free_port
 from app.errors import DATABASE_UNAVAILABLE
-from tests.api import insert_task, make_account
 from tests.conftest import alembic_config_for
-from tests.fake_postgres import SILENT, STALL_AFTER_SSL, endpoint_for, url_through
-from tests.outage import SERVING_STATUSES, detail_of, every_endpoint, stranger_headers, temporary_role, use_engine
+from tests.support.api import insert_task, make_account
+from tests.support.fake_postgres import SILENT, STALL_AFTER_SSL, endpoint_for, url_through
+from tests.support.outage import (
+    SERVING_STATUSES,
+    detail_of,
+    every_endpoint,
+    stranger_headers,
+    temporary_role,
+    use_engine,
+)
 
 BUDGET = settings.DB_CONNECT_TIMEOUT  # 2 s in the tests
 HANG_GUARD = BUDGET + 2  # connect budget (retries included) plus scheduling slack on a shared machine

@@ -18,7 +18,7 @@ import app.api.routes.auth as auth_routes
 from app.api.rate_limit import RecentlyLimited, client_address, email_key
 from app.config import settings
 from app.queries.rate_limit import CLEANUP_BATCH
-from tests.api import PASSWORD, make_account
+from tests.support.api import PASSWORD, make_account
 from tests.test_roundtrips import FLOOR, app_engine_through_proxy, counted
 
 REGISTER = "/api/v1/auth/register"

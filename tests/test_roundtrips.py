@@ -1,4 +1,4 @@
-"""Round trips per request on a fresh connection, counted by bench/rtt_proxy.py (counts, never times).
+"""Round trips per request on a fresh connection, counted by scripts/rtt_proxy.py (counts, never times).
 
 A new engine (as in a new Lambda process) talks to the test database through the counting proxy. Every request
 must sit at the floor of its single statement: TCP connect 1 + SSLRequest 1 + SCRAM 3 + prepare 1 + execute 1,
@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 
 import app.db
 from app.config import normalize_database_url
-from bench.rtt_proxy import RttProxy, total
-from tests.api import create_task, make_account
+from scripts.rtt_proxy import RttProxy, total
+from tests.support.api import create_task, make_account
 
 FLOOR = 7
 
@@ -126,7 +126,7 @@ async def test_a_pooled_request_costs_the_ping_and_its_statement(client, db, poo
     # the pool replaces it and the request succeeds.
     killed = await db.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        "WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()",
         app.db.settings.DB_APPLICATION_NAME,
     )
     assert killed >= 1

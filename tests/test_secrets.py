@@ -23,11 +23,11 @@ from app.config import normalize_database_url, settings
 from app.db import create_engine
 from app.dev.embedded import free_port
 from app.security import create_access_token
-from tests.api import make_account, password_hash
 from tests.aws_lambda.conftest import invoke, lambda_thread  # noqa: F401 - fixtures
 from tests.aws_lambda.support import adapt
 from tests.conftest import APP_PASSWORD, APP_ROLE, SECRET_KEY
-from tests.leaks import MIN_DISTINCTIVE, LeakWatch
+from tests.support.api import make_account, password_hash
+from tests.support.leaks import MIN_DISTINCTIVE, LeakWatch
 
 
 def test_the_session_runs_with_distinctive_credentials(leak_watch):

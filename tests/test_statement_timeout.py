@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from app.errors import STATEMENT_CANCELLED
-from tests.api import create_task, make_account
-from tests.outage import (
+from tests.support.api import create_task, make_account
+from tests.support.outage import (
     APPLICATION_NAME,
     app_sessions,
     detail_of,

@@ -1,4 +1,4 @@
-"""Each endpoint does its work in one SQL statement (issue 7's round-trip budget depends on it).
+"""Each endpoint does its work in one SQL statement (the round-trip budget of tests/test_roundtrips.py depends on it).
 
 Counted with SQLAlchemy's `before_cursor_execute` event on the app's real engine, around real requests.
 """
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from app import db as app_db
-from tests.api import PASSWORD, create_task, make_account
+from tests.support.api import PASSWORD, create_task, make_account
 
 TASKS = "/api/v1/tasks"
 

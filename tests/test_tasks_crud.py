@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.api import create_task, error_fields, make_account
+from tests.support.api import create_task, error_fields, make_account
 
 TASKS = "/api/v1/tasks"
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.api import error_fields, insert_task, make_account
+from tests.support.api import error_fields, insert_task, make_account
 
 TASKS = "/api/v1/tasks"
 NOW = datetime.now(UTC)

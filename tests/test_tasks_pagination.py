@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.models.task import PRIORITY_RANK, TaskSort
-from tests.api import create_task, error_fields, insert_task, make_account
+from tests.support.api import create_task, error_fields, insert_task, make_account
 
 TASKS = "/api/v1/tasks"
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

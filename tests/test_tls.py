@@ -4,7 +4,7 @@ self-signed certificate for the same host, and one with a certificate from the r
 
 The system trust store is pointed at the local CA with SSL_CERT_FILE, as OpenSSL reads it; forms that name a CA
 file do without it. Direct TLS (`sslnegotiation=direct`), which neither PgBouncer here speaks, goes through
-tests/tls_terminator.py, which answers it as PostgreSQL 17 and Neon's proxy do.
+scripts/tls_terminator.py, which answers it as PostgreSQL 17 and Neon's proxy do.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from app.config import normalize_database_url, settings
 from app.db import connect_to, make_connector
 from app.db_faults import ServerCertificateUntrusted
 from app.dev.certificates import KeyPair, ensure_local_tls, issue, self_signed
-from tests.api import make_account
+from scripts.tls_terminator import TlsTerminator
 from tests.aws_lambda.support import FakeContext, adapt, response_json
-from tests.outage import stranger_headers, use_engine
 from tests.pooler import pgbouncer as pgb
 from tests.pooler.conftest import require_binary
-from tests.tls_terminator import TlsTerminator
+from tests.support.api import make_account
+from tests.support.outage import stranger_headers, use_engine
 
 NEON_DEFAULT = "sslmode=require&channel_binding=require"
 # Forms that check the server against the system trust store (here: SSL_CERT_FILE = the local CA).

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.security import create_access_token
-from tests.api import PASSWORD, create_task, error_fields, make_account
+from tests.support.api import PASSWORD, create_task, error_fields, make_account
 
 ME = "/api/v1/users/me"
 LOGIN = "/api/v1/auth/token"

@@ -7,7 +7,10 @@ known to be False; once anything imports it, FastAPI's own check runs unchanged.
 these helpers, this does nothing (tests/aws_lambda/test_handler.py notices the import coming back).
 """
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import encoders
 from fastapi._compat import shared
@@ -15,11 +18,11 @@ from fastapi._compat import shared
 V1 = "pydantic.v1"
 
 
-def _wrap(original):
-    def check(obj) -> bool:
+def _wrap(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    @functools.wraps(original)  # sets __wrapped__, which marks a helper as already wrapped
+    def check(obj: Any) -> bool:
         return V1 in sys.modules and original(obj)
 
-    check.__wrapped__ = original
     return check
 
 

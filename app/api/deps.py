@@ -1,6 +1,6 @@
 """`Annotated` dependency aliases used by the routes.
 
-Declare `CurrentToken` before `ConnectionDep`/`SessionDep` in a route: FastAPI resolves dependencies in
+Declare `CurrentToken` before `ConnectionDep` in a route: FastAPI resolves dependencies in
 order, so a bad token is answered with 401 before any database connection is opened.
 """
 
@@ -9,16 +9,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.problems import INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
-from app.db import LazyConnection, autocommit_connection, transaction_session
+from app.api.problems import IF_MATCH_HELP, INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
+from app.db import LazyConnection, autocommit_connection
 from app.security import AccessToken, InvalidToken, read_access_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
 ConnectionDep = Annotated[LazyConnection, Depends(autocommit_connection)]
-# Several statements that must succeed or fail together: one transaction for the request.
-SessionDep = Annotated[AsyncSession, Depends(transaction_session)]
 
 # auto_error=False: we answer a missing token ourselves, with the same shape as an invalid one.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -28,7 +25,7 @@ async def current_token(request: Request, token: Annotated[str | None, Depends(o
     """The verified access token (its user id and issue time), without touching the database.
 
     Whether that user still exists and has not changed password since is checked inside the statement that does
-    the request's work (app.queries.authorised).
+    the request's work (app/queries/users.py: `authorised`).
     """
     # Two Authorization headers are ambiguous (a proxy in front may have checked the other one): refuse both.
     if not token or len(request.headers.getlist("authorization")) > 1:
@@ -42,7 +39,6 @@ async def current_token(request: Request, token: Annotated[str | None, Depends(o
 CurrentToken = Annotated[AccessToken, Depends(current_token)]
 
 _ETAG = re.compile(r'\s*"(\d{1,9})"\s*')
-IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 
 
 async def if_match(

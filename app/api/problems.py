@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -18,13 +19,29 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.limits import BODY_TOO_LARGE, media_type_problem
+from app.config import settings
 from app.cursor import InvalidCursor
+from app.errors import (
+    DATABASE_REFUSED_LOGIN,
+    DATABASE_UNAVAILABLE,
+    OUTCOME_UNKNOWN,
+    STATEMENT_CANCELLED,
+    STATEMENT_TIMEOUT,
+)
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
 
+# The messages the API sends, each written once: the handlers and routes send these, and the OpenAPI examples
+# below are built from the same names, so the document shows what a client really gets.
 NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
 INVALID_TOKEN = "The access token is invalid or expired; log in again."
 ACCOUNT_GONE = "This access token no longer works: its account was deleted or its password changed. Log in again."
+BAD_CREDENTIALS = "Incorrect email or password."
+EMAIL_TAKEN = "An account with this email already exists."
+WRONG_CURRENT_PASSWORD = "current_password is incorrect."
+PASSWORD_CHANGED_MEANWHILE = "The password was changed meanwhile; try again."
+IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 TASK_NOT_FOUND = "Task not found."
+TASK_CHANGED = "The task has changed: its current version is {current}. Fetch it and retry."
 BEARER = {"WWW-Authenticate": "Bearer"}
 
 
@@ -36,12 +53,42 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=BEARER)
 
 
-def precondition_failed(current: int) -> JSONResponse:
-    return JSONResponse(
-        status_code=status.HTTP_412_PRECONDITION_FAILED,
-        content={"detail": f"The task has changed: its current version is {current}. Fetch it and retry."},
-        headers={"ETag": f'"{current}"'},
-    )
+@dataclass(frozen=True)
+class Problem:
+    """How a domain outcome (an exception of app/queries) is answered, and how the document shows it.
+
+    `detail` and the header values may name the exception's attributes (`{current}`); `example` gives them
+    values for the OpenAPI example.
+    """
+
+    status: int
+    detail: str
+    description: str
+    headers: dict[str, str] = field(default_factory=dict)
+    example: dict[str, Any] = field(default_factory=dict)
+
+    def response(self, error: Exception) -> JSONResponse:
+        values = vars(error)
+        headers = {name: value.format(**values) for name, value in self.headers.items()}
+        return JSONResponse(status_code=self.status, content={"detail": self.detail.format(**values)}, headers=headers)
+
+    def responses(self) -> dict[int | str, dict[str, Any]]:
+        """This problem's OpenAPI `responses=` entry."""
+        return {self.status: _doc(self.description, self.detail.format(**self.example))}
+
+
+# Each domain outcome a route can end in, answered by one handler (register_problem_handlers).
+PROBLEMS: dict[type[Exception], Problem] = {
+    AccountGone: Problem(401, ACCOUNT_GONE, "The token's account was deleted or changed password", BEARER),
+    TaskNotFound: Problem(404, TASK_NOT_FOUND, "No such task for this user"),
+    VersionMismatch: Problem(
+        412,
+        TASK_CHANGED,
+        "If-Match names a stale version; nothing was written",
+        headers={"ETag": '"{current}"'},
+        example={"current": 4},
+    ),
+}
 
 
 # Validation errors echo the offending input back; never for these (responses end up in logs and traces).
@@ -147,69 +194,68 @@ def register_problem_handlers(app: FastAPI) -> None:
         problem = {"type": "value_error", "loc": ("query", "cursor"), "msg": f"Value error, cursor {error}"}
         return await validation_failed(request, RequestValidationError([{**problem, "input": cursor}]))
 
-    async def account_gone(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(status_code=401, content={"detail": ACCOUNT_GONE}, headers=BEARER)
-
-    async def task_not_found(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": TASK_NOT_FOUND})
-
-    async def version_mismatch(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, VersionMismatch)
-        return precondition_failed(error.current)
+    async def domain_problem(request: Request, error: Exception) -> JSONResponse:
+        return PROBLEMS[type(error)].response(error)
 
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(InvalidCursor, invalid_cursor)
-    app.add_exception_handler(AccountGone, account_gone)
-    app.add_exception_handler(TaskNotFound, task_not_found)
-    app.add_exception_handler(VersionMismatch, version_mismatch)
+    for error_type in PROBLEMS:
+        app.add_exception_handler(error_type, domain_problem)
 
 
-def _doc(description: str, example: str) -> dict[str, Any]:
-    return {
-        "model": ErrorMessage,
-        "description": description,
-        "content": {"application/json": {"example": {"detail": example}}},
-    }
+def _doc(description: str, *examples: str) -> dict[str, Any]:
+    """A documented error: its description and the body (or bodies) it is sent with."""
+    content: dict[str, Any]
+    if len(examples) == 1:
+        content = {"example": {"detail": examples[0]}}
+    else:
+        content = {"examples": {f"example {n}": {"value": {"detail": text}} for n, text in enumerate(examples, 1)}}
+    return {"model": ErrorMessage, "description": description, "content": {"application/json": content}}
 
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 # OpenAPI `responses=` entries, combined per route with `|`.
-R400_IF_MATCH: dict[int | str, dict[str, Any]] = {
-    400: _doc("Malformed If-Match header", 'If-Match must be a version ETag such as "3", as sent in ETag.')
-}
-R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", "current_password is incorrect.")}
+R400_IF_MATCH: dict[int | str, dict[str, Any]] = {400: _doc("Malformed If-Match header", IF_MATCH_HELP)}
+R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", WRONG_CURRENT_PASSWORD)}
 R401: dict[int | str, dict[str, Any]] = {
     401: {
         **_doc(
-            "Missing, invalid or expired token, or its account was deleted or changed password since", INVALID_TOKEN
+            "Missing, invalid or expired token, or its account was deleted or changed password since",
+            NOT_AUTHENTICATED,
+            INVALID_TOKEN,
+            ACCOUNT_GONE,
         ),
         "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     }
 }
-R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", "Incorrect email or password.")}
-R404: dict[int | str, dict[str, Any]] = {404: _doc("No such task for this user", TASK_NOT_FOUND)}
-R409_EMAIL: dict[int | str, dict[str, Any]] = {
-    409: _doc("Email already registered", "An account with this email already exists.")
-}
+R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", BAD_CREDENTIALS)}
+R404 = PROBLEMS[TaskNotFound].responses()
+R409_EMAIL: dict[int | str, dict[str, Any]] = {409: _doc("Email already registered", EMAIL_TAKEN)}
 R409_PASSWORD: dict[int | str, dict[str, Any]] = {
-    409: _doc("Password changed by a concurrent request", "The password was changed meanwhile; try again.")
+    409: _doc("Password changed by a concurrent request", PASSWORD_CHANGED_MEANWHILE)
 }
 R503: dict[int | str, dict[str, Any]] = {
     503: {
         **_doc(
-            "The database is unreachable; retry shortly",
-            "The database is unavailable right now; retry in a few seconds.",
+            "The database is unreachable (retry shortly); for a write whose connection was lost, the change may or "
+            "may not have been saved; or the service cannot log in to its database",
+            DATABASE_UNAVAILABLE,
+            OUTCOME_UNKNOWN,
+            DATABASE_REFUSED_LOGIN,
         ),
-        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        "headers": RETRY_AFTER,
     }
 }
 R504: dict[int | str, dict[str, Any]] = {
     504: {
         **_doc(
             "A statement ran past DB_COMMAND_TIMEOUT (or the role's statement_timeout) and was cancelled",
-            "The database took longer than 15 s to answer; the statement was cancelled. Retry later.",
+            STATEMENT_TIMEOUT.format(seconds=settings.DB_COMMAND_TIMEOUT),
+            STATEMENT_CANCELLED,
         ),
-        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+        "headers": RETRY_AFTER,
     }
 }
 R413: dict[int | str, dict[str, Any]] = {
@@ -221,9 +267,4 @@ R415: dict[int | str, dict[str, Any]] = {
         "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
     )
 }
-R412: dict[int | str, dict[str, Any]] = {
-    412: _doc(
-        "If-Match names a stale version; nothing was written",
-        "The task has changed: its current version is 4. Fetch it and retry.",
-    )
-}
+R412 = PROBLEMS[VersionMismatch].responses()

@@ -60,7 +60,13 @@ def _write(directory: Path, stem: str, certificate: x509.Certificate, key: ec.El
 
 
 def _certificate(
-    subject: str, issuer: x509.Name, public_key, signing_key, *, ca: bool, hosts: tuple[str, ...] = ()
+    subject: str,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    signing_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    hosts: tuple[str, ...] = (),
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (

@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "postgres"
@@ -41,7 +42,7 @@ def _as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     user = SYSTEM_USER if _as_root() else None
     return subprocess.run(args, check=True, text=True, capture_output=True, user=user, **kwargs)
 

@@ -18,9 +18,9 @@ class AuthAttempt(SQLModel, table=True):
     __table_args__ = (Index("ix_auth_attempts_window_start", "window_start"),)
 
     # "ip:<address or IPv6 /64>" or "email:<sha256 of the lower-cased email>"; see app/api/rate_limit.py.
-    client_key: str = Field(sa_type=Text, primary_key=True)  # type: ignore[call-overload]
+    client_key: str = Field(sa_type=Text, primary_key=True)
     window_start: datetime = Field(
-        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": text("now()"), "nullable": False},
     )
     count: int = Field(sa_column_kwargs={"server_default": text("1"), "nullable": False})

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, MetaData, text
+from sqlalchemy import DateTime, MetaData, Table, inspect, text
 from sqlmodel import Field, SQLModel
 
 # Stable, predictable constraint names, so hand-written migrations can refer to them and `alembic check`
@@ -18,6 +18,16 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model, for statements written with SQLAlchemy Core (`app/queries/`).
+
+    sqlmodel's classes do not declare `__table__` to type checkers; the mapper's table is the same object.
+    """
+    table = inspect(model).local_table
+    assert isinstance(table, Table), f"{model.__name__} is not a table model"
+    return table
+
+
 class TimestampMixin(SQLModel):
     """`created_at` / `updated_at` as timestamptz set by the database.
 
@@ -27,11 +37,11 @@ class TimestampMixin(SQLModel):
 
     created_at: datetime | None = Field(
         default=None,
-        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": text("now()"), "nullable": False},
     )
     updated_at: datetime | None = Field(
         default=None,
-        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=DateTime(timezone=True),
         sa_column_kwargs={"server_default": text("now()"), "nullable": False},
     )

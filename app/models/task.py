@@ -92,26 +92,26 @@ class Task(TimestampMixin, table=True):
         sa_column_args=[ForeignKey("users.id", ondelete="CASCADE")],
         nullable=False,
     )
-    title: str = Field(sa_type=Text, nullable=False)  # type: ignore[call-overload]
-    description: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    title: str = Field(sa_type=Text, nullable=False)
+    description: str | None = Field(default=None, sa_type=Text)
     status: str = Field(
         default=TaskStatus.todo.value,
-        sa_type=Text,  # type: ignore[call-overload]
+        sa_type=Text,
         sa_column_kwargs={"server_default": TaskStatus.todo.value},
         nullable=False,
     )
     priority: str = Field(
         default=TaskPriority.medium.value,
-        sa_type=Text,  # type: ignore[call-overload]
+        sa_type=Text,
         sa_column_kwargs={"server_default": TaskPriority.medium.value},
         nullable=False,
     )
-    due_date: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    due_date: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # text[] (not varchar[]): asyncpg decodes text[] without a per-connection pg_type lookup.
     tags: list[str] = Field(
         default_factory=list,
-        sa_type=ARRAY(Text),  # type: ignore[call-overload]
+        sa_type=ARRAY(Text),
         sa_column_kwargs={"server_default": text("'{}'::text[]")},
         nullable=False,
     )
@@ -174,6 +174,8 @@ class TaskUpdate(BaseModel):
         json_schema_extra={"examples": [{"status": "done"}, {"title": "Renew both passports", "due_date": None}]},
     )
 
+    # `None` here only means "absent, leave unchanged": the validator below refuses an explicit null, so the
+    # schema shows these fields as non-nullable. Typing them `X | None` would document null as accepted.
     title: Title = None  # type: ignore[assignment]
     description: Description | None = None
     status: TaskStatus = None  # type: ignore[assignment]

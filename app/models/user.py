@@ -24,12 +24,12 @@ class User(TimestampMixin, table=True):
         primary_key=True,
         sa_column_kwargs={"server_default": text("gen_random_uuid()")},
     )
-    email: str = Field(sa_type=Text, nullable=False)  # type: ignore[call-overload]
-    hashed_password: str = Field(sa_type=Text, nullable=False)  # type: ignore[call-overload]
-    full_name: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    email: str = Field(sa_type=Text, nullable=False)
+    hashed_password: str = Field(sa_type=Text, nullable=False)
+    full_name: str | None = Field(default=None, sa_type=Text)
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": text("true")})
     # Access tokens issued before this moment no longer work (set when the password changes); NULL: all do.
-    tokens_valid_from: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    tokens_valid_from: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class UserRead(BaseModel):
@@ -70,6 +70,7 @@ class UserUpdate(BaseModel):
     )
 
     full_name: FullName | None = None
+    # Absent means "keep the password"; null is not a password, so the schema must not call it nullable.
     password: Password = pydantic.Field(  # type: ignore[assignment]
         default=None, description="The new password; requires `current_password`."
     )

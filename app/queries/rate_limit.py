@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CTE, Integer, Interval, Table, Text, bindparam, case, delete, func, literal, select
+from sqlalchemy import CTE, Integer, Interval, Text, bindparam, case, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.models.auth_attempt import AuthAttempt
+from app.models.base import table_of
 
-attempts_table: Table = AuthAttempt.__table__  # type: ignore[attr-defined]
+attempts_table = table_of(AuthAttempt)
 
 # Expired rows removed per counted attempt: more than the at most two rows an attempt adds, so the table
 # shrinks back after a burst of distinct clients.

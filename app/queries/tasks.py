@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     DateTime,
     Integer,
-    Table,
     Text,
     Uuid,
     and_,
@@ -46,6 +45,7 @@ from sqlalchemy.sql import ColumnElement
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.db import LazyConnection
+from app.models.base import table_of
 from app.models.task import (
     PRIORITY_RANK,
     Task,
@@ -60,7 +60,7 @@ from app.queries import AccountGone, TaskNotFound, VersionMismatch
 from app.queries.users import AUTHORISED, token_parameters, users
 from app.security import AccessToken
 
-tasks: Table = Task.__table__  # type: ignore[attr-defined]
+tasks = table_of(Task)
 
 # Exactly the columns a task reads as (TaskRead), in its order.
 TASK_FIELDS = tuple(TaskRead.model_fields)

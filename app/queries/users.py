@@ -11,17 +11,18 @@ import uuid
 from functools import cache
 from typing import Any
 
-from sqlalchemy import DateTime, Table, Text, Uuid, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import DateTime, Text, Uuid, and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import ColumnElement
 
 from app.db import LazyConnection
+from app.models.base import table_of
 from app.models.user import User, UserRead
 from app.queries import AccountGone
 from app.queries.rate_limit import AttemptLimit, counted, limit_parameters, limit_shape, raise_if_limited
 from app.security import AccessToken
 
-users: Table = User.__table__  # type: ignore[attr-defined]
+users = table_of(User)
 USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
 USER_FIELDS = tuple(UserRead.model_fields)
 

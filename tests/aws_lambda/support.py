@@ -168,7 +168,8 @@ async def open_app_connections(db) -> int:
     count = -1
     for _ in range(40):
         count = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", settings.DB_APPLICATION_NAME
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            settings.DB_APPLICATION_NAME,
         )
         if count == 0:
             break

@@ -15,10 +15,10 @@ import pytest
 
 import app.db
 from app.errors import DATABASE_UNAVAILABLE
-from tests.api import insert_task, make_account
 from tests.aws_lambda.support import adapt, form, response_header, response_json
-from tests.fake_postgres import endpoint_for, url_through
-from tests.outage import SERVING_STATUSES, app_sessions, use_engine
+from tests.support.api import insert_task, make_account
+from tests.support.fake_postgres import endpoint_for, url_through
+from tests.support.outage import SERVING_STATUSES, app_sessions, use_engine
 
 CONNECT_TIMEOUT = 0.5  # the smallest DB_CONNECT_TIMEOUT allowed: invocations run one after another
 HANG_GUARD = CONNECT_TIMEOUT + 1.5

@@ -18,6 +18,9 @@ import pytest
 
 from tests.aws_lambda.node_tools import require_lambda_python, run_osls
 
+# osls writes .serverless/ and the requirements cache in the checkout: one osls at a time (same xdist worker).
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("osls")]
+
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 RUNTIME = "python3.13"
 CACHE_TAG = "cpython-313"

@@ -17,9 +17,9 @@ from sqlalchemy import insert, text
 import app.db
 from app.errors import OUTCOME_UNKNOWN
 from app.queries.tasks import tasks
-from tests.api import insert_task, make_account
 from tests.aws_lambda.support import adapt, response_header, response_json
-from tests.outage import APPLICATION_NAME, app_sessions, use_engine
+from tests.support.api import insert_task, make_account
+from tests.support.outage import APPLICATION_NAME, app_sessions, use_engine
 
 V2 = "powertools__apiGatewayProxyV2Event.json"
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.pooler.workers import app_environment
+
+pytestmark = pytest.mark.pooler
 
 
 def traffic(bouncer) -> tuple[int, int]:

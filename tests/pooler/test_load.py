@@ -28,6 +28,9 @@ from tests.pooler.load_run import MB, run_mixed_load
 from tests.pooler.test_proof import assert_clean_servers
 from tests.pooler.workers import app_environment
 
+# Its runs measure memory and throughput under load: one at a time, never beside each other (one xdist worker).
+pytestmark = [pytest.mark.pooler, pytest.mark.load, pytest.mark.xdist_group("load")]
+
 TOTAL = int(os.environ.get("LOAD_TEST_REQUESTS", "10000"))
 CONCURRENCY = 50
 GROWTH_LIMIT_MB = 16

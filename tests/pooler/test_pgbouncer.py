@@ -9,6 +9,8 @@ import pytest
 
 from tests.pooler import pgbouncer as pgb
 
+pytestmark = pytest.mark.pooler
+
 
 def test_runs_in_transaction_mode(pgbouncer):
     config = {row["key"]: row["value"] for row in pgbouncer.admin("SHOW CONFIG")}

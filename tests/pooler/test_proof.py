@@ -16,6 +16,8 @@ import pytest
 from tests.pooler import pgbouncer as pgb
 from tests.pooler.workers import app_environment, ran_concurrently, run_workers, uvicorn_server
 
+pytestmark = pytest.mark.pooler
+
 MIN_REQUESTS = 1000
 MIN_PROCESSES = 3
 WRITES = {"register", "create", "update", "delete"}

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api import insert_task, make_account
 from tests.aws_lambda.support import adapt, response_json
-from tests.outage import use_engine
 from tests.pooler import pgbouncer as pgb
 from tests.pooler.conftest import CLIENT_AUTH
+from tests.support.api import insert_task, make_account
+from tests.support.outage import use_engine
 
 V2 = "powertools__apiGatewayProxyV2Event.json"
 FALLBACK_LOG = "does not keep prepared statements"

@@ -6,10 +6,14 @@ CancelRequest goes through the pooler and stops the statement on the server, and
 
 from __future__ import annotations
 
+import pytest
+
 from app.errors import STATEMENT_CANCELLED
-from tests.api import create_task, make_account
-from tests.outage import detail_of, row_locked, temporary_role, timed_patch, use_engine, waiting_updates
 from tests.pooler import pgbouncer as pgb
+from tests.support.api import create_task, make_account
+from tests.support.outage import detail_of, row_locked, temporary_role, timed_patch, use_engine, waiting_updates
+
+pytestmark = pytest.mark.pooler
 
 
 async def test_the_client_timeout_cancels_through_the_pooler(client, db, database_url, monkeypatch, fresh_pgbouncer):

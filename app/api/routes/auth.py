@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
-from app.api.problems import BEARER, R401_LOGIN, R409_EMAIL, R415
+from app.api.problems import BAD_CREDENTIALS, BEARER, EMAIL_TAKEN, R401_LOGIN, R409_EMAIL, R415
 from app.api.rate_limit import R429, ip_key, login_limit, recently_limited, register_limit, too_many_attempts
 from app.models.auth import LoginForm, RegisterRequest, Token
 from app.queries import users as user_queries
@@ -20,9 +20,6 @@ from app.queries.rate_limit import RateLimited
 from app.security import create_access_token, hash_password, verify_password
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-
-EMAIL_TAKEN = "An account with this email already exists."
-BAD_CREDENTIALS = "Incorrect email or password."
 
 
 @router.post(

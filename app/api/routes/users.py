@@ -9,7 +9,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
 from app.api.documents import json_response
-from app.api.problems import R400_PASSWORD, R401, R409_PASSWORD, R415
+from app.api.problems import (
+    PASSWORD_CHANGED_MEANWHILE,
+    R400_PASSWORD,
+    R401,
+    R409_PASSWORD,
+    R415,
+    WRONG_CURRENT_PASSWORD,
+)
 from app.models.user import UserRead, UserUpdate
 from app.queries import users as user_queries
 from app.security import hash_password, verify_password
@@ -43,12 +50,12 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
         return json_response(await user_queries.update_user(connection, token, changes))
     old_hash = await user_queries.password_hash(connection, token)
     if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="current_password is incorrect.")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=WRONG_CURRENT_PASSWORD)
     changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
     try:
         return json_response(await user_queries.update_user(connection, token, changes, old_hash=old_hash))
     except user_queries.PasswordChangedConcurrently:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail="The password was changed meanwhile; try again.") from None
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=PASSWORD_CHANGED_MEANWHILE) from None
 
 
 @router.delete(

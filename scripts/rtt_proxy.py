@@ -1,6 +1,6 @@
 """A TCP proxy in front of PostgreSQL that adds network delay and counts the round trips a client waits for.
 
-    python bench/rtt_proxy.py --upstream 127.0.0.1:54329 --delay-ms 5 [--listen 127.0.0.1:0] [--log x.jsonl]
+    python scripts/rtt_proxy.py --upstream 127.0.0.1:54329 --delay-ms 5 [--listen 127.0.0.1:0] [--log x.jsonl]
 
 prints `listening <port>` and, for every connection once both sides have closed, one JSON line (to --log, or
 stdout) with its round trips and bytes. The benchmarks use the `RttProxy` class in a thread of their own.

@@ -134,7 +134,8 @@ async def waiting_updates(db: asyncpg.Connection, application_name: str | None =
     for _ in range(40):  # the cancel is asynchronous: give the server a moment to act on it
         count = await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE 'UPDATE tasks%' "
-            "AND pid <> pg_backend_pid() AND ($1::text IS NULL OR application_name = $1)",
+            "AND pid <> pg_backend_pid() AND datname = current_database() "
+            "AND ($1::text IS NULL OR application_name = $1)",
             application_name,
         )
         if count == 0:
@@ -148,7 +149,10 @@ async def app_sessions(db: asyncpg.Connection, *, settle: bool = False) -> list[
     them to go: a closed connection's backend needs a moment to leave pg_stat_activity, a leaked one never does."""
     rows: list = []
     for _ in range(40):
-        rows = await db.fetch("SELECT pid, state FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME)
+        rows = await db.fetch(
+            "SELECT pid, state FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            APPLICATION_NAME,
+        )
         if not rows or not settle:
             break
         await asyncio.sleep(0.05)

@@ -1,6 +1,6 @@
 """A scripted PostgreSQL endpoint on 127.0.0.1, for outages the real server cannot stage on demand.
 
-`FakeEndpoint` extends bench/rtt_proxy.py's `RttProxy` (its thread, loop, listener and byte pipe): each
+`FakeEndpoint` extends scripts/rtt_proxy.py's `RttProxy` (its thread, loop, listener and byte pipe): each
 incoming connection gets the next action of a script, then the default action:
 
 - FORWARD: a byte pipe to the real test PostgreSQL, with the client's protocol messages read on the way
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.rtt_proxy import RttProxy
+from scripts.rtt_proxy import RttProxy
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
