@@ -111,6 +111,8 @@ def issue(ca: KeyPair, directory: Path, stem: str, hosts: tuple[str, ...]) -> Ke
     """A server certificate for `hosts`, signed by `ca`."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca.key} is not an EC key made by this module; delete the folder to make a new CA")
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _certificate(hosts[0], ca_cert.subject, key.public_key(), ca_key, ca=False, hosts=hosts)
     return _write(directory, stem, certificate, key)
