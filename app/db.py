@@ -264,6 +264,20 @@ def renew_statement_names() -> None:
 engine: AsyncEngine = create_engine(settings.database)
 
 
+# Each engine's autocommit view (the same pool, isolation_level=AUTOCOMMIT applied as each connection is
+# checked out), made once per engine: setting the option on every request's connection instead costs a trip
+# through SQLAlchemy's greenlet bridge per request. Weak keys: the views die with tests' and benches' engines.
+_autocommit_views: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def autocommit_view(engine: AsyncEngine) -> AsyncEngine:
+    """`engine.execution_options(isolation_level="AUTOCOMMIT")`, made once per engine."""
+    view = _autocommit_views.get(engine)
+    if view is None:
+        view = _autocommit_views[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return view
+
+
 def is_read(statement: Any) -> bool:
     """A SELECT with no INSERT/UPDATE/DELETE anywhere inside it (CTEs included): safe to send twice."""
     if not isinstance(statement, Select):
@@ -287,6 +301,7 @@ class LazyConnection:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._autocommit = autocommit_view(engine)
         self._connection: AsyncConnection | None = None
         self._retries = engine_retries.get(engine)
         self._driver: asyncpg.Connection | None = None
@@ -294,14 +309,14 @@ class LazyConnection:
     async def _open(self) -> AsyncConnection:
         if self._connection is None:
             try:
-                connection = await self._engine.connect()
+                self._connection = await self._autocommit.connect()
             except sa_exc.TimeoutError as error:
                 # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
                 raise DatabaseUnavailable(0) from error
-            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             if self._retries is not None:
-                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it.
-                self._driver = (await connection.get_raw_connection()).driver_connection
+                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it. Read from
+                # the connection just checked out (no I/O), not via get_raw_connection(), a greenlet switch.
+                self._driver = self._connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         return self._connection
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:

@@ -53,12 +53,20 @@ class TaskApiDialect(PGDialect_asyncpg):
     - Close: asyncpg's `close()` sends Terminate and waits for the server to hang up: one round trip at the end
       of every request on a fresh connection. `terminate()` (asyncpg >= 0.32) sends the same Terminate and drops
       the socket, as libpq's PQfinish does. SQLAlchemy has already reset the connection by then.
+    - New connection: SQLAlchemy's asyncpg dialect registers json and jsonb codecs on every connection it opens
+      (two trips through its greenlet bridge, and a pool `connect` listener run for every connection), for column
+      types this schema has none of; tests/test_models.py fails when one appears, so that this is revisited.
     - Ping (DB_POOL=queue's pre-ping): one simple-protocol `SELECT 1` instead of `;` inside BEGIN/ROLLBACK; a
       simple Query uses no prepared statement, so it is as safe behind a transaction pooler. Not `;`: asyncpg
       0.32 fails on the EmptyQueryResponse of a simple query.
     """
 
     supports_statement_cache = True  # only hooks change; SQL compilation is the parent's, cacheable as before
+
+    def on_connect(self) -> Any:
+        if self._native_inet_types is False:  # an engine option this app does not set: keep the parent's hook
+            return super().on_connect()
+        return None  # no json/jsonb codecs to register (see the class docstring)
 
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
         version = driver_connection(connection.connection.dbapi_connection).get_server_version()

@@ -115,3 +115,13 @@ async def test_per_user_listing_indexes_exist(db):
     assert "(user_id, status, created_at, id)" in indexes["ix_tasks_user_status_created"]
     assert "(user_id, priority, created_at, id)" in indexes["ix_tasks_user_priority_created"]
     assert "(user_id, created_at, id)" in indexes["ix_tasks_user_created"]
+
+
+async def test_no_json_columns(db):
+    # app/db_driver.py skips SQLAlchemy's per-connection json/jsonb codec setup because no column has those types;
+    # a json/jsonb column would come back as text, so adding one means restoring that setup first.
+    columns = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND data_type IN ('json', 'jsonb')"
+    )
+    assert [tuple(row) for row in columns] == []
