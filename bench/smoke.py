@@ -43,6 +43,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "kill.py": ["--invocations", "40", "--kills", "4"],
     "tls.py": ["--delay-ms", "0", "--repeat", "1"],
     "snapstart.py": ["--runs", "1"],
+    "fresh_connection.py": ["--repeats", "5", "--rounds", "1"],
 }
 # Scripts under bench/ that are tools rather than benchmarks.
 NOT_BENCHMARKS = {"smoke.py"}
