@@ -14,13 +14,17 @@ import pytest
 from tests.pooler import pgbouncer as pgb
 
 
-def require_binary() -> str:
-    binary = pgb.find_binary()
+def _require(binary: str | None, missing: str) -> str:
+    """The binary; without it a skip that says how to get it, or, in CI, a failure (CI must run these tests)."""
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the pooler tests. {pgb.MISSING}", pytrace=False)
-        pytest.skip(pgb.MISSING)
+            pytest.fail(f"CI must run the pooler tests. {missing}", pytrace=False)
+        pytest.skip(missing)
     return binary
+
+
+def require_binary() -> str:
+    return _require(pgb.find_binary(), pgb.MISSING)
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +59,7 @@ def fresh_pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.Pg
 
 
 def require_current_binary() -> str:
-    binary = pgb.find_current_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the pooler tests. {pgb.CURRENT_MISSING}", pytrace=False)
-        pytest.skip(pgb.CURRENT_MISSING)
-    return binary
+    return _require(pgb.find_current_binary(), pgb.CURRENT_MISSING)
 
 
 # Both poolers, for the tests where they differ: Debian bookworm's 1.18 ("old": no prepared-statement tracking)

@@ -4,33 +4,29 @@ import pytest
 
 from tests.pooler import conftest, pgbouncer
 
+# (the finder to break, what the test then requires, what the skip tells a developer to run)
+BINARIES = {
+    "1.18": ("find_binary", conftest.require_binary, "apt-get install pgbouncer"),
+    "1.24": ("find_current_binary", conftest.require_current_binary, "scripts/build_pgbouncer.sh"),
+}
 
-def test_skips_with_the_reason_outside_ci(monkeypatch):
-    monkeypatch.setattr(pgbouncer, "find_binary", lambda: None)
+
+@pytest.mark.parametrize("version", BINARIES)
+def test_a_missing_pgbouncer_skips_with_the_reason_outside_ci(monkeypatch, version):
+    finder, require, advice = BINARIES[version]
+    monkeypatch.setattr(pgbouncer, finder, lambda: None)
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="apt-get install pgbouncer"):
-        conftest.require_binary()
+    with pytest.raises(pytest.skip.Exception, match=advice):
+        require()
 
 
-def test_fails_in_ci(monkeypatch):
-    monkeypatch.setattr(pgbouncer, "find_binary", lambda: None)
+@pytest.mark.parametrize("version", BINARIES)
+def test_a_missing_pgbouncer_fails_in_ci(monkeypatch, version):
+    finder, require, _ = BINARIES[version]
+    monkeypatch.setattr(pgbouncer, finder, lambda: None)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the pooler tests"):
-        conftest.require_binary()
-
-
-def test_a_missing_pgbouncer_1_24_skips_with_the_reason_outside_ci(monkeypatch):
-    monkeypatch.setattr(pgbouncer, "find_current_binary", lambda: None)
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="scripts/build_pgbouncer.sh"):
-        conftest.require_current_binary()
-
-
-def test_a_missing_pgbouncer_1_24_fails_in_ci(monkeypatch):
-    monkeypatch.setattr(pgbouncer, "find_current_binary", lambda: None)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI must run the pooler tests"):
-        conftest.require_current_binary()
+        require()
 
 
 def test_the_built_pgbouncer_is_found_in_the_cache_folder(monkeypatch, tmp_path):
