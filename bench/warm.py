@@ -127,8 +127,9 @@ def floors(loop: asyncio.AbstractEventLoop, url: str, invocations: int) -> tuple
             started = time.thread_time()
             for _ in range(invocations):
                 rows = await prepared.fetch(*params)
-                assert len(rows) == 20
-                json.dumps([dict(row) for row in rows], default=str)
+                # The page's statement asks for one row past the page (is there a next page?) and sends 20.
+                assert len(rows) >= 20, len(rows)
+                json.dumps([dict(row) for row in rows[:20]], default=str)
             return (time.thread_time() - started) / invocations * 1000
         finally:
             await connection.close()
