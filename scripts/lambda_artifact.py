@@ -152,7 +152,11 @@ def main(argv: list[str]) -> None:
             f"bytecode for the python{expected} runtime must be compiled by Python {expected}, not {running} "
             f"(set LAMBDA_PYTHON to a python{expected} interpreter)"
         )
-    compile_zip(Path(target))
+    try:
+        compile_zip(Path(target))
+    except zipfile.BadZipFile:
+        size = Path(target).stat().st_size if Path(target).exists() else None
+        raise SystemExit(f"{target} is not a complete zip file ({size} bytes)") from None
 
 
 if __name__ == "__main__":
