@@ -57,7 +57,10 @@ class LoadRun:
         """How far RSS rose above its half-way value at any sample of the second half (the peak, not the last
         value, so a leak cannot hide behind a collection that happened to run just before the end)."""
         half, end = self.report.time_at(0.5), self.report.finished
-        return max(rss for at, rss in self.rss if half <= at <= end) - self.rss_half
+        # A run shorter than the sampling interval (bench-smoke's) has no sample inside its second half: then the
+        # end value, read from the samples around it, is the only one there is.
+        peak = max((rss for at, rss in self.rss if half <= at <= end), default=self.rss_end)
+        return peak - self.rss_half
 
     def figures(self) -> dict[str, object]:
         report = self.report
