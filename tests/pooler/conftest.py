@@ -38,8 +38,11 @@ def pgbouncer_binary() -> str:
 CLIENT_AUTH = "md5"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
+    """A pgbouncer of the test's own. Stopping it closes its server connections: kept in a pooler that outlived
+    the test, they would stay in pg_stat_activity under the app's application_name, where later tests on the
+    same worker count the app's open connections."""
     bouncer = pgb.start(database_url, binary=pgbouncer_binary, auth_type=CLIENT_AUTH)
     try:
         yield bouncer
@@ -48,14 +51,9 @@ def pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBounce
 
 
 @pytest.fixture
-def fresh_pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
-    """A pgbouncer of the test's own, for tests that leave prepared statements on its server connections
-    (stopping it closes them)."""
-    bouncer = pgb.start(database_url, binary=pgbouncer_binary, auth_type=CLIENT_AUTH)
-    try:
-        yield bouncer
-    finally:
-        bouncer.stop()
+def fresh_pgbouncer(pgbouncer: pgb.PgBouncer) -> pgb.PgBouncer:
+    """The test's own pgbouncer, for tests that leave prepared statements on its server connections."""
+    return pgbouncer
 
 
 def require_current_binary() -> str:
