@@ -79,6 +79,9 @@ def _certificate(
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        # Python 3.13's default context verifies strictly (VERIFY_X509_STRICT): it refuses a certificate without
+        # an Authority Key Identifier, as publicly trusted ones all have.
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
     )
     if ca:
         usage = dict(key_cert_sign=True, crl_sign=True, digital_signature=True, key_encipherment=False)
