@@ -38,7 +38,7 @@ def pgbouncer_binary() -> str:
 CLIENT_AUTH = "md5"
 
 
-def _running(binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
+def running_pgbouncer(binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
     bouncer = pgb.start(database_url, binary=binary, auth_type=CLIENT_AUTH)
     try:
         yield bouncer
@@ -51,13 +51,13 @@ def pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBounce
     """A pgbouncer for the module. Stopping it closes its server connections: kept in a pooler that outlived the
     module, they would stay in pg_stat_activity under the app's application_name, where later tests on the same
     worker count the app's open connections."""
-    yield from _running(pgbouncer_binary, database_url)
+    yield from running_pgbouncer(pgbouncer_binary, database_url)
 
 
 @pytest.fixture
 def fresh_pgbouncer(pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
     """A pgbouncer of the test's own, for tests that leave prepared statements on its server connections."""
-    yield from _running(pgbouncer_binary, database_url)
+    yield from running_pgbouncer(pgbouncer_binary, database_url)
 
 
 def require_current_binary() -> str:

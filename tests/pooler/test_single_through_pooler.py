@@ -17,7 +17,7 @@ import pytest
 
 from tests.aws_lambda.support import adapt, response_json
 from tests.pooler import pgbouncer as pgb
-from tests.pooler.conftest import CLIENT_AUTH
+from tests.pooler.conftest import running_pgbouncer
 from tests.support.api import insert_task, make_account
 from tests.support.outage import use_engine
 
@@ -28,11 +28,7 @@ FALLBACK_LOG = "does not keep prepared statements"
 @pytest.fixture
 def bouncer(any_pgbouncer_binary: str, database_url: str) -> Iterator[pgb.PgBouncer]:
     """A pgbouncer of the test's own (it starts with no server connections), 1.18 or 1.24."""
-    running = pgb.start(database_url, binary=any_pgbouncer_binary, auth_type=CLIENT_AUTH)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_pgbouncer(any_pgbouncer_binary, database_url)
 
 
 @pytest.fixture
