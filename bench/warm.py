@@ -165,9 +165,8 @@ class Variants:
         self.loop.run_until_complete(self.open_connection.close())
 
 
-def cpu_rounds(variants: Variants, invocations: int, rounds: int) -> dict[str, list[float]]:
+def cpu_rounds(variants: Variants, names: list[str], invocations: int, rounds: int) -> dict[str, list[float]]:
     """CPU ms per invocation of every variant, one figure per round; the order rotates between rounds."""
-    names = list(variants.all)
     figures: dict[str, list[float]] = {name: [] for name in names}
     for number in range(rounds):
         order = names[number % len(names) :] + names[: number % len(names)]
@@ -238,11 +237,13 @@ def thread_loop() -> asyncio.AbstractEventLoop:
 # --- instructions (--callgrind) ----------------------------------------------------------------------------
 
 
-def measure_instructions(url: str, pooler_url: str | None, invocations: int, names_file: str) -> None:
+def measure_instructions(
+    url: str, pooler_url: str | None, invocations: int, names_file: str, only: list[str] | None
+) -> None:
     """Under callgrind: each variant's invocations between two os.getpgrp() calls (see the module docstring)."""
     loop = thread_loop()
     variants = Variants(loop, url, pooler_url)
-    names = list(variants.all)
+    names = selected(list(variants.all), only)
     for name in names:
         work = variants.all[name]
         for _ in range(WARMUP // 2):
@@ -255,7 +256,12 @@ def measure_instructions(url: str, pooler_url: str | None, invocations: int, nam
     Path(names_file).write_text(json.dumps(names))
 
 
-def callgrind(url: str, pooler_url: str | None, invocations: int) -> dict[str, float]:
+def selected(names: list[str], only: list[str] | None) -> list[str]:
+    """The variants whose names contain one of `only` (all without it)."""
+    return [name for name in names if not only or any(part in name for part in only)]
+
+
+def callgrind(url: str, pooler_url: str | None, invocations: int, only: list[str] | None) -> dict[str, float]:
     """Instructions per invocation of every variant (millions), from a child process run under callgrind."""
     with tempfile.TemporaryDirectory(prefix="warm-callgrind-") as folder:
         names_file = str(Path(folder) / "names.json")
@@ -275,6 +281,8 @@ def callgrind(url: str, pooler_url: str | None, invocations: int) -> dict[str, f
         ]
         if pooler_url is not None:
             command += ["--pooler-url", pooler_url]
+        for part in only or ():
+            command += ["--only", part]
         subprocess.run(command, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
         names = json.loads(Path(names_file).read_text())
         dumps = sorted(
@@ -296,17 +304,18 @@ def ratio_rows(figures: dict[str, list[float]]) -> list[tuple[str, list[float], 
     def per_round(numerator: str, denominator: str) -> list[float]:
         return [a / b for a, b in zip(figures[numerator], figures[denominator], strict=True)]
 
-    return [
-        ("single <= 0.2x null", per_round("single", "null"), 0.2),
-        ("single <= 6x the statement floor", per_round("single", STATEMENT), 6.0),
-        ("null <= 1.5x connect + close", per_round("null", CONNECT), 1.5),
-        ("(null / asyncpg's connect + statement + close)", per_round("null", NULL_FLOOR), float("nan")),
+    ratios = [
+        ("single <= 0.2x null", "single", "null", 0.2),
+        ("single <= 6x the statement floor", "single", STATEMENT, 6.0),
+        ("null <= 1.5x connect + close", "null", CONNECT, 1.5),
+        ("(null / asyncpg's connect + statement + close)", "null", NULL_FLOOR, float("nan")),
     ]
+    return [(name, per_round(a, b), bound) for name, a, b, bound in ratios if a in figures and b in figures]
 
 
 def report(figures: dict[str, list[float]], trips: dict[str, float], unit: str, heading: str) -> None:
     median = {name: statistics.median(values) for name, values in figures.items()}
-    statement, connect = median[STATEMENT], median[CONNECT]
+    statement, connect = median.get(STATEMENT, float("nan")), median.get(CONNECT, float("nan"))
     rows = []
     for name, value in median.items():
         label = f"DB_POOL={name}" if name in MODES or name == SINGLE_VIA else name
@@ -336,6 +345,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trip-invocations", type=int, default=20, help="invocations counted through the proxy")
     parser.add_argument("--callgrind", action="store_true", help="instructions per invocation instead of CPU time")
+    parser.add_argument(
+        "--only", action="append", help="only the variants whose name contains this (repeatable; ratios need all)"
+    )
     parser.add_argument("--instructions-child", metavar="NAMES_FILE", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--pooler-url", help=argparse.SUPPRESS)
@@ -344,14 +356,14 @@ def main() -> int:
     logging.getLogger("app.db").setLevel(logging.ERROR)  # single without a pooler warns, once per engine
 
     if args.instructions_child:
-        measure_instructions(args.url, args.pooler_url, args.invocations, args.instructions_child)
+        measure_instructions(args.url, args.pooler_url, args.invocations, args.instructions_child, args.only)
         return 0
 
     url, bouncer = setup()
     pooler_url = bouncer.url() if bouncer is not None else None
     try:
         if args.callgrind:
-            counts = callgrind(url, pooler_url, args.invocations)
+            counts = callgrind(url, pooler_url, args.invocations, args.only)
             report(
                 {name: [value] for name, value in counts.items()},
                 {},
@@ -363,7 +375,7 @@ def main() -> int:
         loop = thread_loop()
         variants = Variants(loop, url, pooler_url)
         try:
-            figures = cpu_rounds(variants, args.invocations, args.rounds)
+            figures = cpu_rounds(variants, selected(list(variants.all), args.only), args.invocations, args.rounds)
         finally:
             variants.close()
         trips = round_trips(loop, url, pooler_url, args.trip_invocations)
