@@ -36,10 +36,12 @@ REPEATABLE = frozenset(
 )
 
 
-def list_query(request: Request) -> TaskListQuery:
+async def list_query(request: Request) -> TaskListQuery:
     """TaskListQuery from the query string, exactly as FastAPI reads `Annotated[TaskListQuery, Query()]`: a
     repeatable field takes every value, any other field the last one, an unknown name all of its values (one
-    unwrapped), which the model refuses (extra="forbid"); errors are located under "query"."""
+    unwrapped), which the model refuses (extra="forbid"); errors are located under "query".
+
+    Async although it never awaits: FastAPI runs a plain function dependency in a worker thread."""
     received = request.query_params
     values: dict[str, Any] = {}
     for name in received.keys():  # noqa: SIM118 - a multidict's keys() gives each name once
