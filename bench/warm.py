@@ -327,10 +327,12 @@ def report(figures: dict[str, list[float]], trips: dict[str, float], unit: str, 
     print()
     checks = []
     for name, values, bound in ratio_rows(figures):
-        met = "-" if bound != bound else f"{sum(v <= bound for v in values)}/{len(values)}"
-        checks.append(
-            (name, statistics.median(values), "-" if bound != bound else bound, met, " ".join(f"{v:.3f}" for v in values))
-        )
+        per_round = " ".join(f"{v:.3f}" for v in values)
+        if bound != bound:  # no bound: shown for the record
+            checks.append((name, statistics.median(values), "-", "-", per_round))
+        else:
+            met = f"{sum(v <= bound for v in values)}/{len(values)}"
+            checks.append((name, statistics.median(values), bound, met, per_round))
     if "single" in trips:
         checks.append(("single round trips <= 2", trips["single"], 2.0, "yes" if trips["single"] <= 2 else "NO", ""))
     if SINGLE_VIA in trips:
