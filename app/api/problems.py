@@ -276,18 +276,12 @@ BODY_TOO_LARGE_PROBLEM = Problem(
     "body_too_large", 413, BODY_TOO_LARGE, "The request body is over 1 MB; nothing was read or written"
 )
 R413 = documented(BODY_TOO_LARGE_PROBLEM)
-# The detail names the operation's media type and the request's Content-Type (app.api.limits builds it).
-R415: dict[int | str, dict[str, Any]] = {
-    415: {
-        "model": ErrorMessage,
-        "description": "The body is not of the media type this operation takes (see requestBody)",
-        "content": {
-            "application/json": {
-                "example": {
-                    "detail": "This operation takes a body of type application/json; the request has Content-Type "
-                    "'text/plain'."
-                }
-            }
-        },
-    }
-}
+# The detail names the operation's media type and the request's Content-Type (app.api.limits builds it from
+# both): this one is a sample of it.
+UNSUPPORTED_MEDIA_TYPE = Problem(
+    "unsupported_media_type",
+    415,
+    "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
+    "The body is not of the media type this operation takes (see requestBody)",
+)
+R415 = documented(UNSUPPORTED_MEDIA_TYPE)
