@@ -258,8 +258,9 @@ def _response_doc(problems: list[Problem]) -> dict[str, Any]:
 
 
 def documented(*errors: type[Exception] | Problem) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses=` entry of these errors (domain exceptions, or Problems), combined per route with
-    `|`: grouped by status, each built from the Problem the server answers with."""
+    """The OpenAPI `responses=` entry of these errors (domain exceptions, or Problems), grouped by status, each
+    built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
+    a second entry with the same status would replace the first."""
     by_status: dict[int, list[Problem]] = {}
     for error in errors:
         problem = error if isinstance(error, Problem) else PROBLEMS[error]
