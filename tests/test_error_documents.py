@@ -86,20 +86,14 @@ def examples(spec: Spec, method: str, path: str, status: int) -> list[Example]:
     """The documented examples of one operation's response: body and headers, paired by example name."""
     response = spec["paths"][path][method]["responses"].get(str(status))
     assert response is not None, f"{method.upper()} {path} answered {status}, which its document does not list"
-    media = response["content"]["application/json"]
-    if "example" in media:
-        bodies = {"example": media["example"]}
-    else:
-        bodies = {name: item["value"] for name, item in media["examples"].items()}
     found = []
-    for name, body in bodies.items():
-        headers = {}
-        for header, doc in response.get("headers", {}).items():
-            if name in doc.get("examples", {}):
-                headers[header.lower()] = str(doc["examples"][name]["value"])
-            elif "example" in doc:
-                headers[header.lower()] = str(doc["example"])
-        found.append(Example(name, body["detail"], headers))
+    for name, body in response["content"]["application/json"]["examples"].items():
+        headers = {
+            header.lower(): str(doc["examples"][name]["value"])
+            for header, doc in response.get("headers", {}).items()
+            if name in doc["examples"]
+        }
+        found.append(Example(name, body["value"]["detail"], headers))
     return found
 
 
