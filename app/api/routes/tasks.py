@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch
 from app.api.documents import json_response
-from app.api.problems import R400_IF_MATCH, R401, R404, R412, R415
+from app.api.problems import R415, TOKEN_ERRORS, MalformedIfMatch, documented
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
+from app.queries import TaskNotFound, VersionMismatch
 from app.queries import tasks as task_queries
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -73,7 +74,7 @@ async def list_tasks(
     summary="List my tasks (filtered, sorted, paginated)",
     operation_id="tasks_list",
     response_model=TaskPage,
-    responses=R401,
+    responses=documented(*TOKEN_ERRORS),
 )
 async def list_tasks_documented(
     token: CurrentToken, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
@@ -88,7 +89,7 @@ async def list_tasks_documented(
     operation_id="tasks_create",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses=R401 | R415,
+    responses=documented(*TOKEN_ERRORS) | R415,
 )
 async def create_task(body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request) -> Response:
     """Creates a task; the response carries its `Location` and `ETag`."""
@@ -102,7 +103,7 @@ async def create_task(body: TaskCreate, token: CurrentToken, connection: Connect
     summary="Get a task",
     operation_id="tasks_get",
     response_model=TaskRead,
-    responses=R401 | R404,
+    responses=documented(*TOKEN_ERRORS, TaskNotFound),
 )
 async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns one of the caller's tasks, with its version as the `ETag`."""
@@ -114,7 +115,7 @@ async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionD
     summary="Update a task (partial)",
     operation_id="tasks_update",
     response_model=TaskRead,
-    responses=R400_IF_MATCH | R401 | R404 | R412 | R415,
+    responses=documented(*TOKEN_ERRORS, MalformedIfMatch, TaskNotFound, VersionMismatch) | R415,
 )
 async def update_task(
     task_id: TaskId,
@@ -134,7 +135,7 @@ async def update_task(
     operation_id="tasks_delete",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=R400_IF_MATCH | R401 | R404 | R412,
+    responses=documented(*TOKEN_ERRORS, MalformedIfMatch, TaskNotFound, VersionMismatch),
 )
 async def delete_task(task_id: TaskId, token: CurrentToken, expected: IfMatch, connection: ConnectionDep) -> Response:
     """Deletes one of the caller's tasks; with `If-Match`, only at that version."""
