@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch
 from app.api.documents import json_response
-from app.api.problems import R400_IF_MATCH, R401, R404, R412, R415
+from app.api.problems import R415, TOKEN_ERRORS, MalformedIfMatch, documented
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
+from app.queries import TaskNotFound, VersionMismatch
 from app.queries import tasks as task_queries
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -28,7 +29,7 @@ def _with_etag(task: dict[str, Any], status_code: int = 200, headers: dict[str, 
     summary="List my tasks (filtered, sorted, paginated)",
     operation_id="tasks_list",
     response_model=TaskPage,
-    responses=R401,
+    responses=documented(*TOKEN_ERRORS),
 )
 async def list_tasks(
     token: CurrentToken, query: Annotated[TaskListQuery, Query()], connection: ConnectionDep
@@ -44,7 +45,7 @@ async def list_tasks(
     operation_id="tasks_create",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses=R401 | R415,
+    responses=documented(*TOKEN_ERRORS) | R415,
 )
 async def create_task(body: TaskCreate, token: CurrentToken, connection: ConnectionDep, request: Request) -> Response:
     """Creates a task; the response carries its `Location` and `ETag`."""
@@ -58,7 +59,7 @@ async def create_task(body: TaskCreate, token: CurrentToken, connection: Connect
     summary="Get a task",
     operation_id="tasks_get",
     response_model=TaskRead,
-    responses=R401 | R404,
+    responses=documented(*TOKEN_ERRORS, TaskNotFound),
 )
 async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns one of the caller's tasks, with its version as the `ETag`."""
@@ -70,7 +71,7 @@ async def get_task(task_id: TaskId, token: CurrentToken, connection: ConnectionD
     summary="Update a task (partial)",
     operation_id="tasks_update",
     response_model=TaskRead,
-    responses=R400_IF_MATCH | R401 | R404 | R412 | R415,
+    responses=documented(*TOKEN_ERRORS, MalformedIfMatch, TaskNotFound, VersionMismatch) | R415,
 )
 async def update_task(
     task_id: TaskId,
@@ -90,7 +91,7 @@ async def update_task(
     operation_id="tasks_delete",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=R400_IF_MATCH | R401 | R404 | R412,
+    responses=documented(*TOKEN_ERRORS, MalformedIfMatch, TaskNotFound, VersionMismatch),
 )
 async def delete_task(task_id: TaskId, token: CurrentToken, expected: IfMatch, connection: ConnectionDep) -> Response:
     """Deletes one of the caller's tasks; with `If-Match`, only at that version."""
