@@ -72,7 +72,9 @@ def prepare_old_tree(commit: str, with_node: bool) -> Path:
     if done.returncode != 0:
         sys.exit(f"`make install` of {commit} in {tree} failed:\n{done.stdout}{done.stderr}")
     if with_node and not (tree / "node_modules" / ".package-lock.json").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=tree, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=tree, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"`npm ci` in {tree} failed:\n{done.stdout}{done.stderr}")
     return tree
 
 
