@@ -57,6 +57,7 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/request_log.py
 	$(BIN)/python bench/warm.py
 	$(BIN)/python bench/kill.py
+	$(BIN)/python bench/suite_time.py
 
 bench-smoke: install ## Every benchmark at tiny sizes, one round (seconds each): proves they run, checks no figure
 	$(BIN)/python bench/smoke.py

@@ -44,6 +44,8 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "tls.py": ["--delay-ms", "0", "--repeat", "1"],
     "snapstart.py": ["--runs", "1"],
     "fresh_connection.py": ["--repeats", "5", "--rounds", "1"],
+    # Both suites on one small file (the first run also exports the old commit and installs its venv).
+    "suite_time.py": ["--paths", "tests/test_health.py", "--rounds", "1"],
 }
 # Scripts under bench/ that are tools rather than benchmarks.
 NOT_BENCHMARKS = {"smoke.py"}

@@ -27,6 +27,7 @@ import pytest
 from tests.pooler.conftest import pgbouncer, pgbouncer_binary  # noqa: F401 - fixtures for the pooled variant
 from tests.pooler.workers import app_environment, uvicorn_server
 from tests.support.api import Account, create_task, make_account
+from tests.support.outage import use_engine
 
 # Each race holds CONCURRENCY connections of the one test server and waits for them all to block: two races at
 # once (one per xdist worker) would compete for the server's connection slots. One worker runs them in turn.
@@ -35,7 +36,16 @@ pytestmark = pytest.mark.xdist_group("concurrency")
 TASKS = "/api/v1/tasks"
 REGISTER = "/api/v1/auth/register"
 CONCURRENCY = 50
-LOCK_WAIT_SECONDS = 60  # a hang guard: on this 2-core machine 50 requests reach the lock in 1-5 s
+# Hang guards for a race's requests to reach the lock: all of them, and one more. Registrations get there one
+# argon2 hash at a time per core (app.security.HASHING_SLOTS), so on a loaded machine the last arrives tens of
+# seconds after the first: a registration race took 9-13 s at load average 8 on 2 cores, and 35-38 s with the
+# tests held to 30% of a core (a cgroup CPU quota). Patches and deletes arrive within 1-5 s.
+ARRIVAL_SECONDS = 300
+STALL_SECONDS = 60
+# The racers' servers let a statement wait on a lock until the race gives up: with the default DB_COMMAND_TIMEOUT
+# (15 s) the first registrations to arrive were answered 504 before the last had hashed their passwords, and
+# the race could never see all of them waiting at once.
+RACE_COMMAND_TIMEOUT = ARRIVAL_SECONDS + STALL_SECONDS
 
 
 @dataclass
@@ -49,6 +59,7 @@ class Api:
 @pytest.fixture(scope="module")
 def uvicorn_direct(database_url, tmp_path_factory):
     env = app_environment(database_url, database_url, pooler_guard=False, pool="null")
+    env["DB_COMMAND_TIMEOUT"] = str(RACE_COMMAND_TIMEOUT)
     with uvicorn_server(env, tmp_path_factory.mktemp("uvicorn-direct") / "uvicorn.log", workers=1) as server:
         yield server.url
 
@@ -56,21 +67,28 @@ def uvicorn_direct(database_url, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uvicorn_pooled(pgbouncer, database_url, tmp_path_factory):  # noqa: F811 - the imported fixture
     env = app_environment(pgbouncer.url(), database_url, pooler_guard=True, pool="queue")
+    env["DB_COMMAND_TIMEOUT"] = str(RACE_COMMAND_TIMEOUT)
     with uvicorn_server(env, tmp_path_factory.mktemp("uvicorn-pooled") / "uvicorn.log", workers=1) as server:
         yield server.url, pgbouncer.pool_size
 
 
 @pytest.fixture(params=["asgi", "uvicorn", "uvicorn-pgbouncer"])
-async def api(request, client) -> AsyncIterator[Api]:
+async def api(request, client, database_url, monkeypatch) -> AsyncIterator[Api]:
     if request.param == "asgi":
-        yield Api(client, CONCURRENCY)
+        engine = use_engine(monkeypatch, database_url, DB_COMMAND_TIMEOUT=RACE_COMMAND_TIMEOUT)
+        try:
+            yield Api(client, CONCURRENCY)
+        finally:
+            await engine.dispose()
         return
     if request.param == "uvicorn":
         base_url, at_once = request.getfixturevalue("uvicorn_direct"), CONCURRENCY
     else:
         base_url, at_once = request.getfixturevalue("uvicorn_pooled")
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=LOCK_WAIT_SECONDS) as http:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=RACE_COMMAND_TIMEOUT + STALL_SECONDS
+    ) as http:
         yield Api(http, min(at_once, CONCURRENCY))
 
 
@@ -92,19 +110,39 @@ async def race(
     arguments); release it only when `waiters` backends are blocked on a lock. The release is a rollback, so
     the holder itself writes nothing."""
     holder = await asyncpg.connect(database_url)
+    sent: list[asyncio.Future[httpx.Response]] = []
     try:
         await holder.execute("BEGIN")
         await holder.execute(*hold)
-        pending = asyncio.gather(*requests())
-        deadline = asyncio.get_running_loop().time() + LOCK_WAIT_SECONDS
-        while (blocked := await blocked_on_locks(db)) < waiters and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        sent = [asyncio.ensure_future(request) for request in requests()]
+        blocked = await wait_until_blocked(db, sent, waiters)
         await holder.execute("ROLLBACK")
-        responses = await pending
+        responses = await asyncio.wait_for(asyncio.gather(*sent), STALL_SECONDS)
     finally:
+        for request in sent:
+            request.cancel()  # only those still running, when the race failed
         await holder.close()
-    assert blocked >= waiters, f"only {blocked} of {waiters} requests were waiting in the database at once"
+    failed = [(response.status_code, response.text) for response in responses if response.status_code >= 500]
+    assert blocked >= waiters, f"only {blocked} of {waiters} requests were waiting in the database at once; {failed}"
     return responses
+
+
+async def wait_until_blocked(db: asyncpg.Connection, sent: list[asyncio.Future[httpx.Response]], waiters: int) -> int:
+    """How many backends are blocked on a lock once `waiters` are, or when waiting is hopeless: a request was
+    answered although the lock is still held (none can be, unless it failed), or none more has reached the lock
+    for STALL_SECONDS, or all of them have not in ARRIVAL_SECONDS."""
+    clock = asyncio.get_running_loop().time
+    started = last_arrival = clock()
+    most = 0
+    while True:
+        blocked = await blocked_on_locks(db)
+        if blocked > most:
+            most, last_arrival = blocked, clock()
+        if blocked >= waiters or any(request.done() for request in sent):
+            return blocked
+        if clock() - last_arrival > STALL_SECONDS or clock() - started > ARRIVAL_SECONDS:
+            return blocked
+        await asyncio.sleep(0.05)
 
 
 def row_lock(task_id: str) -> tuple[str, ...]:

@@ -2,9 +2,9 @@
 write, every statement through the pooler's 4 server connections, and the server's memory levels off.
 
 The server is one uvicorn process running app.main:app with DB_POOLER=true, with DB_POOL=queue (as docker
-compose runs it) and with NullPool (Lambda's setting: a connection per request, here 50 at a time); the client
-is an async httpx client with 50 virtual users in this process, separate from the server's. bench/load.py runs
-the same load (tests/pooler/load_run.py) and prints the figures.
+compose runs it) and with NullPool (Lambda's setting: a connection per request, here 50 at a time); the clients
+are 50 virtual users in this process, each with an async httpx client, separate from the server's. bench/load.py
+runs the same load (tests/pooler/load_run.py) and prints the figures.
 
 The memory bound is a leak guard, not a performance target. The first half of the run is the warm-up (the
 connection pool filled, SQLAlchemy's statement cache and Python's allocator arenas at their working size, the
