@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints
 
@@ -20,6 +20,13 @@ OFFSET_MESSAGE = "needs a timezone offset, e.g. 2026-05-01T17:00:00Z or 2026-05-
 
 MAX_TAGS = 20
 TAG_MAX_LENGTH = 50
+
+
+def empty_list() -> list[Any]:
+    """The default factory of list fields. Not `list` itself: pydantic reads a default factory's signature, and a
+    builtin's signature is parsed from its text with `tokenize`, whose patterns are compiled on first use (about
+    1% of a cold start's imports, for nothing)."""
+    return []
 
 
 def storable_text(value: str) -> str:

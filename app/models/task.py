@@ -20,6 +20,7 @@ from app.models.fields import (
     Tag,
     TagList,
     Title,
+    empty_list,
     storable_text,
 )
 
@@ -110,7 +111,7 @@ class Task(TimestampMixin, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # text[] (not varchar[]): asyncpg decodes text[] without a per-connection pg_type lookup.
     tags: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         sa_type=ARRAY(Text),
         sa_column_kwargs={"server_default": text("'{}'::text[]")},
         nullable=False,
@@ -159,7 +160,7 @@ class TaskCreate(BaseModel):
     status: TaskStatus = TaskStatus.todo
     priority: TaskPriority = TaskPriority.medium
     due_date: OffsetDatetime | None = pydantic.Field(default=None, description=DUE_DATE_DESCRIPTION)
-    tags: TagList = pydantic.Field(default_factory=list)
+    tags: TagList = pydantic.Field(default_factory=empty_list)
 
 
 # Fields a PATCH may not set to null (they have no "empty" state); description and due_date may.
@@ -252,13 +253,13 @@ class TaskListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: list[TaskStatus] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
-    priority: list[TaskPriority] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
+    status: list[TaskStatus] = pydantic.Field(default_factory=empty_list, description="Repeatable: any of these.")
+    priority: list[TaskPriority] = pydantic.Field(default_factory=empty_list, description="Repeatable: any of these.")
     tag: list[Tag] = pydantic.Field(
-        default_factory=list, max_length=20, description="Repeatable: the task has all of these tags."
+        default_factory=empty_list, max_length=20, description="Repeatable: the task has all of these tags."
     )
     any_tag: list[Tag] = pydantic.Field(
-        default_factory=list,
+        default_factory=empty_list,
         max_length=20,
         description="Repeatable: the task has at least one of these tags.",
     )
