@@ -193,7 +193,10 @@ class TaskUpdate(BaseModel):
 
 
 class TaskRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]})
+    # defer_build: the routes answer with documents the queries shaped (app/api/documents.py) and never validate
+    # or serialize through this model, so its validator is built on first use (the OpenAPI document), not at
+    # import. The same holds for TaskPage, TagCount and UserRead.
+    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]}, defer_build=True)
 
     id: uuid.UUID
     title: str
@@ -211,7 +214,9 @@ class TaskRead(BaseModel):
 
 
 class TaskPage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]}, defer_build=True
+    )
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
@@ -220,7 +225,7 @@ class TaskPage(BaseModel):
 
 
 class TagCount(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]}, defer_build=True)
 
     tag: str
     count: int
