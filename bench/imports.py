@@ -120,26 +120,30 @@ def runtime_site() -> Path:
     return site
 
 
-def instructions(code: str, site: Path | None = None) -> int:
-    """Instructions executed by a fresh `python -c code`, start-up and exit included (callgrind's total).
-
-    With `site`, the interpreter runs isolated and without the site module (`-I -S`), with only `site` and the
+def interpreter(code: str, site: Path | None) -> list[str]:
+    """`python -c code`; with `site`, isolated and without the site module (`-I -S`), with only `site` and the
     source tree on its path, as on Lambda."""
+    if site is None:
+        return [sys.executable, "-c", code]
+    return [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{str(site)!r}, {str(ROOT)!r}]; {code}"]
+
+
+def counting_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DATABASE_", "DB_"))} | ENV
     env["PYTHONHASHSEED"] = "0"  # same dict layouts every run: the count repeats to a few parts per million
-    command = [sys.executable, "-c", code]
-    if site is not None:
-        command = [
-            sys.executable,
-            "-I",
-            "-S",
-            "-c",
-            f"import sys; sys.path[:0] = [{str(site)!r}, {str(ROOT)!r}]; {code}",
-        ]
+    return env
+
+
+def warm_up(code: str, site: Path | None = None) -> None:
+    subprocess.run(interpreter(code, site), cwd=ROOT, env=counting_env(), capture_output=True, check=False)
+
+
+def instructions(code: str, site: Path | None = None) -> int:
+    """Instructions executed by a fresh `python -c code` (see `interpreter`), start-up and exit included."""
     result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *interpreter(code, site)],
         cwd=ROOT,
-        env=env,
+        env=counting_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -160,6 +164,9 @@ def callgrind_ratio() -> None:
         "first": FIRST_REQUESTS,
     }
     jobs = [(env, name) for env in environments for name in programs]
+    # One uncounted run first, so that no count includes compiling a source file changed since its bytecode.
+    for job in jobs:
+        warm_up(programs[job[1]], environments[job[0]])
     # Counts do not depend on load, so two run at once.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         counts = dict(
