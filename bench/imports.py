@@ -5,7 +5,7 @@
 Every measurement is a fresh interpreter (a cold start imports everything once), timed inside the process, so
 interpreter start-up is left out: the process's CPU time (steadier on a busy machine; with files cached,
 imports are CPU work) and wall time. Runs alternate between the variants, so machine load hits them alike;
-medians are reported. The target is app.handler <= 1.15 x the floor (issue 4), on CPU time.
+medians are reported. The target (app.handler <= 1.15 x the floor) is judged on instructions, below.
 
 The zip part unpacks the artifact `make package` built and imports app.handler from it with `-I -S -B` (only
 the zip's packages, nothing written, as on Lambda's read-only filesystem): once with the shipped bytecode and
