@@ -14,7 +14,7 @@ long-running servers. What matters is round trips per request:
   named prepared statement (one Bind/Execute round trip), and a statement that meets a dead connection is
   sent again only when that is provably safe (LazyConnection);
 - every route's work is one statement, run in autocommit (no BEGIN/COMMIT round trips) via
-  `autocommit_connection`.
+  `autocommit_connection` (the engine's isolation level).
 
 Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
 goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
@@ -238,6 +238,10 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         # production; locally they help debugging.
         hide_parameters=cfg.ENVIRONMENT is Environment.production,
         execution_options={COMMAND_TIMEOUT_OPTION: cfg.DB_COMMAND_TIMEOUT},
+        # Every statement of the app is atomic on its own (one per request): no BEGIN/COMMIT round trips. Set on
+        # the engine, each new connection is put in autocommit once; an autocommit view of the engine
+        # (execution_options) would set it again on every checkout and reset it at every check-in.
+        isolation_level="AUTOCOMMIT",
         **pool_args,
     )
     dbapi: Any = engine.dialect.loaded_dbapi
@@ -264,20 +268,6 @@ def renew_statement_names() -> None:
 engine: AsyncEngine = create_engine(settings.database)
 
 
-# Each engine's autocommit view (the same pool, isolation_level=AUTOCOMMIT applied as each connection is
-# checked out), made once per engine: setting the option on every request's connection instead costs a trip
-# through SQLAlchemy's greenlet bridge per request. Weak keys: the views die with tests' and benches' engines.
-_autocommit_views: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
-
-
-def autocommit_view(engine: AsyncEngine) -> AsyncEngine:
-    """`engine.execution_options(isolation_level="AUTOCOMMIT")`, made once per engine."""
-    view = _autocommit_views.get(engine)
-    if view is None:
-        view = _autocommit_views[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return view
-
-
 def is_read(statement: Any) -> bool:
     """A SELECT with no INSERT/UPDATE/DELETE anywhere inside it (CTEs included): safe to send twice."""
     if not isinstance(statement, Select):
@@ -301,7 +291,6 @@ class LazyConnection:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._autocommit = autocommit_view(engine)
         self._connection: AsyncConnection | None = None
         self._retries = engine_retries.get(engine)
         self._driver: asyncpg.Connection | None = None
@@ -309,7 +298,7 @@ class LazyConnection:
     async def _open(self) -> AsyncConnection:
         if self._connection is None:
             try:
-                self._connection = await self._autocommit.connect()
+                self._connection = await self._engine.connect()
             except sa_exc.TimeoutError as error:
                 # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
                 raise DatabaseUnavailable(0) from error

@@ -1,8 +1,10 @@
-"""Exception handlers for the database's failures: a clear 503 or 504, never a 500 or a hang.
+"""How the API answers an error (`Problem`), and the database's failures as Problems: a clear 503 or 504, never
+a 500 or a hang.
 
 - no connection (down, unreachable, starting, full): 503 + Retry-After;
-- the database refuses our credentials or database name for good: 503 too (the service is unavailable until
-  an operator fixes its configuration; nothing the client did), with a longer Retry-After and an ERROR log;
+- the database refuses our credentials or database name for good, or its TLS certificate cannot be verified:
+  503 too (the service is unavailable until an operator fixes its configuration; nothing the client did), with
+  a longer Retry-After and an ERROR log;
 - the connection was lost after the statement was sent: 503, and for writes a detail saying the change may
   have been saved (the statement is never retried: it may have written);
 - a statement ran too long (DB_COMMAND_TIMEOUT, or the server's statement_timeout): 504, the statement cancelled.
@@ -11,17 +13,48 @@
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
+from app.config import settings
 from app.db_faults import DatabaseUnavailable, ServerCertificateUntrusted, StatementTimeout
 from app.observability import FIELDS, exception_chain
 
 logger = logging.getLogger("app.errors")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way a request can fail: the response the API sends, and how the OpenAPI document shows it.
+
+    The body is FastAPI's `{"detail": ...}`. `detail` and the header values are templates that may name values
+    (a domain exception's attributes, such as `{current}`); `example` gives them values for the document, so
+    the documented example is the real message with sample values.
+    """
+
+    name: str  # the example's key in the document
+    status: int
+    detail: str
+    description: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+    def detail_for(self, **values: Any) -> str:
+        return self.detail.format(**values)
+
+    def headers_for(self, **values: Any) -> dict[str, str]:
+        return {name: value.format(**values) for name, value in self.headers.items()}
+
+    def response(self, **values: Any) -> JSONResponse:
+        content = {"detail": self.detail_for(**values)}
+        return JSONResponse(status_code=self.status, content=content, headers=self.headers_for(**values))
+
 
 DATABASE_UNAVAILABLE = "The database is unavailable right now; retry in a few seconds."
 RETRY_AFTER_SECONDS = "2"
@@ -39,6 +72,55 @@ OUTCOME_UNKNOWN = (
 )
 STATEMENT_TIMEOUT = "The database took longer than {seconds:g} s to answer; the statement was cancelled. Retry later."
 STATEMENT_CANCELLED = "The database cancelled the statement because it ran too long; retry later."
+
+SOON = {"Retry-After": RETRY_AFTER_SECONDS}
+LATER = {"Retry-After": MISCONFIGURED_RETRY_AFTER_SECONDS}
+
+UNAVAILABLE = Problem(
+    "database_unavailable",
+    503,
+    DATABASE_UNAVAILABLE,
+    "The database is unreachable, starting or full (or, for a read, its connection was lost); retry shortly",
+    SOON,
+)
+REFUSED_LOGIN = Problem(
+    "database_refused_login",
+    503,
+    DATABASE_REFUSED_LOGIN,
+    "The database refuses the service's credentials or database name: an operator must fix the configuration",
+    LATER,
+)
+TLS_UNTRUSTED = Problem(
+    "database_tls_untrusted",
+    503,
+    DATABASE_TLS_UNTRUSTED,
+    "The database server's TLS certificate cannot be verified: an operator must fix the configuration",
+    LATER,
+)
+WRITE_LOST = Problem(
+    "database_connection_lost",
+    503,
+    OUTCOME_UNKNOWN,
+    "The connection was lost once a write had been sent: the change may or may not have been saved",
+    SOON,
+)
+TIMED_OUT = Problem(
+    "statement_timeout",
+    504,
+    STATEMENT_TIMEOUT,
+    "A statement ran past DB_COMMAND_TIMEOUT and was cancelled",
+    SOON,
+    example={"seconds": settings.DB_COMMAND_TIMEOUT},
+)
+CANCELLED = Problem(
+    "statement_cancelled",
+    504,
+    STATEMENT_CANCELLED,
+    "The database cancelled a statement that ran past its statement_timeout",
+    SOON,
+)
+# Every answer `database_failure` can give: each database-backed route documents them all.
+DATABASE_FAILURES = (UNAVAILABLE, REFUSED_LOGIN, TLS_UNTRUSTED, WRITE_LOST, TIMED_OUT, CANCELLED)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -58,16 +140,28 @@ def _chain(error: BaseException) -> list[BaseException]:
     return list(exception_chain(error, "orig", "__cause__"))
 
 
-class DatabaseFailure(NamedTuple):
-    status: int
-    detail: str
-    retry_after: str
+@dataclass(frozen=True)
+class DatabaseFailure:
+    """How a database failure is answered: its Problem, with the values of its template."""
+
+    problem: Problem
     needs_operator: bool = False  # retrying cannot fix it (a refused login): logged as ERROR, not WARNING
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
+
+    @property
+    def detail(self) -> str:
+        return self.problem.detail_for(**self.values)
+
+    @property
+    def retry_after(self) -> str:
+        return self.problem.headers_for(**self.values)["Retry-After"]
 
     def response(self) -> JSONResponse:
-        return JSONResponse(
-            status_code=self.status, content={"detail": self.detail}, headers={"Retry-After": self.retry_after}
-        )
+        return self.problem.response(**self.values)
 
 
 def database_failure(method: str, error: BaseException) -> DatabaseFailure | None:
@@ -75,24 +169,24 @@ def database_failure(method: str, error: BaseException) -> DatabaseFailure | Non
     chain = _chain(error)
     for item in chain:
         if isinstance(item, ServerCertificateUntrusted):
-            return DatabaseFailure(503, DATABASE_TLS_UNTRUSTED, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
+            return DatabaseFailure(TLS_UNTRUSTED, needs_operator=True)
         if isinstance(item, DatabaseUnavailable):
             if item.lasting:
-                return DatabaseFailure(503, DATABASE_REFUSED_LOGIN, MISCONFIGURED_RETRY_AFTER_SECONDS, True)
-            return DatabaseFailure(503, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS)
+                return DatabaseFailure(REFUSED_LOGIN, needs_operator=True)
+            return DatabaseFailure(UNAVAILABLE)
         if isinstance(item, StatementTimeout):
             seconds = item.seconds
-            detail = STATEMENT_TIMEOUT.format(seconds=seconds) if seconds is not None else STATEMENT_CANCELLED
-            return DatabaseFailure(504, detail, RETRY_AFTER_SECONDS)
+            if seconds is None:
+                return DatabaseFailure(CANCELLED)
+            return DatabaseFailure(TIMED_OUT, values={"seconds": seconds})
         # 57014 (the server's statement_timeout), or asyncpg's command_timeout outside LazyConnection.
         if isinstance(item, asyncpg.QueryCanceledError | TimeoutError):
-            return DatabaseFailure(504, STATEMENT_CANCELLED, RETRY_AFTER_SECONDS)
+            return DatabaseFailure(CANCELLED)
     invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     if invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in chain):
         # Any connection failure came from the connector as DatabaseUnavailable, so this one happened once the
         # statement may already have been sent.
-        detail = DATABASE_UNAVAILABLE if method in SAFE_METHODS else OUTCOME_UNKNOWN
-        return DatabaseFailure(503, detail, RETRY_AFTER_SECONDS)
+        return DatabaseFailure(UNAVAILABLE if method in SAFE_METHODS else WRITE_LOST)
     return None
 
 

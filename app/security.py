@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -77,16 +78,45 @@ class AccessToken(NamedTuple):  # immutable like a frozen dataclass, and half it
     issued_at: datetime
 
 
+# Tokens that passed the full check below, by their whole text: a warm process sees the same few tokens again and
+# again (a client sends its token with every request until it expires), and PyJWT's decode is a good part of a
+# warm request's CPU. Why a hit is as strict as a full check:
+# - everything the full check looks at, except the clock, is a function of the token's text and the key: the
+#   header's algorithm, the signature, the JSON, the required claims, `sub` being a UUID. Only a text that passed
+#   is stored, so a forged, altered or differently signed token is a different key, never found here; the key
+#   and algorithm are part of the entry and compared on every hit;
+# - what depends on the clock (`exp`, `iat` and `nbf` against now, no leeway, as PyJWT does) is checked again on
+#   every hit, so no token outlives its `exp`;
+# - revocation (user deleted, password changed since `iat`) is not decided here but by the request's statement,
+#   for hits and misses alike.
+# Bounded, oldest first out: at most VERIFIED_TOKENS_KEPT small entries per process, whatever clients send.
+VERIFIED_TOKENS_KEPT = 256
+_verified: dict[str, tuple[AccessToken, float, float, str, str]] = {}
+
+
 def read_access_token(token: str) -> AccessToken:
     """Verify `token`. Only the configured algorithm is accepted (so never `alg: none`).
 
     Whether the user still exists, and has not changed their password since `issued_at`, is checked by the
     statement that does the request's work (app/queries/users.py: `authorised`).
     """
+    hit = _verified.get(token)
+    if hit is not None and hit[3] == settings.secret_key and hit[4] == settings.ALGORITHM:
+        access, valid_from, expires, _, _ = hit
+        if valid_from <= time.time() < expires:
+            return access
+        raise InvalidToken("the token has expired or is not valid yet")
     try:
         claims = jwt.decode(
             token, settings.secret_key, algorithms=[settings.ALGORITHM], options={"require": ["sub", "exp", "iat"]}
         )
-        return AccessToken(uuid.UUID(claims["sub"]), datetime.fromtimestamp(int(claims["iat"]), UTC))
+        access = AccessToken(uuid.UUID(claims["sub"]), datetime.fromtimestamp(int(claims["iat"]), UTC))
+        # PyJWT has checked these are integers; "nbf" is optional.
+        valid_from = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"])))
+        expires = int(claims["exp"])
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError) as error:
         raise InvalidToken(str(error)) from None
+    if len(_verified) >= VERIFIED_TOKENS_KEPT:
+        _verified.pop(next(iter(_verified)), None)
+    _verified[token] = (access, valid_from, expires, settings.secret_key, settings.ALGORITHM)
+    return access

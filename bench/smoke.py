@@ -39,7 +39,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "throughput.py": ["--clients", "2", "--seconds", "0.5", "--warmup", "0.2", "--rounds", "1"],
     "load.py": ["--requests", "40", "--concurrency", "4"],
     "cpu.py": ["--requests", "20", "--rounds", "1", "--profile-requests", "20"],
-    "warm.py": ["--invocations", "20"],
+    "warm.py": ["--invocations", "10", "--rounds", "2", "--trip-invocations", "5"],
     "kill.py": ["--invocations", "40", "--kills", "4"],
     "tls.py": ["--delay-ms", "0", "--repeat", "1"],
     "snapstart.py": ["--runs", "1"],

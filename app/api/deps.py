@@ -7,17 +7,17 @@ order, so a bad token is answered with 401 before any database connection is ope
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.api.problems import IF_MATCH_HELP, INVALID_TOKEN, NOT_AUTHENTICATED, unauthorized
+from app.api.problems import MalformedIfMatch, MissingToken
 from app.db import LazyConnection, autocommit_connection
-from app.security import AccessToken, InvalidToken, read_access_token
+from app.security import AccessToken, read_access_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
 ConnectionDep = Annotated[LazyConnection, Depends(autocommit_connection)]
 
-# auto_error=False: we answer a missing token ourselves, with the same shape as an invalid one.
+# auto_error=False: we answer a missing token ourselves (MissingToken), with the same shape as an invalid one.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
@@ -29,11 +29,8 @@ async def current_token(request: Request, token: Annotated[str | None, Depends(o
     """
     # Two Authorization headers are ambiguous (a proxy in front may have checked the other one): refuse both.
     if not token or len(request.headers.getlist("authorization")) > 1:
-        raise unauthorized(NOT_AUTHENTICATED)
-    try:
-        return read_access_token(token)
-    except InvalidToken:
-        raise unauthorized(INVALID_TOKEN) from None
+        raise MissingToken
+    return read_access_token(token)  # InvalidToken if it is not one of ours, or has expired
 
 
 CurrentToken = Annotated[AccessToken, Depends(current_token)]
@@ -58,7 +55,7 @@ async def if_match(
     for part in header.split(","):
         match = _ETAG.fullmatch(part)
         if match is None:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=IF_MATCH_HELP)
+            raise MalformedIfMatch
         versions.append(int(match.group(1)))
     return versions
 

@@ -1,15 +1,18 @@
 """HTTP errors of the API: how domain outcomes become responses, and how those responses look in OpenAPI.
 
-Every error body is FastAPI's `{"detail": ...}`; every 401 carries `WWW-Authenticate: Bearer`.
+Each domain outcome is an exception with one `Problem` (app/errors.py): its status, message, headers and
+description. One handler answers all of them, and routes take their `responses=` from `documented(...)` of the
+same Problems, so a documented example is the real message with sample values. Every error body is FastAPI's
+`{"detail": ...}`; every 401 carries `WWW-Authenticate: Bearer`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -18,19 +21,11 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.limits import BODY_TOO_LARGE, media_type_problem
-from app.config import settings
 from app.cursor import InvalidCursor
-from app.errors import (
-    DATABASE_REFUSED_LOGIN,
-    DATABASE_UNAVAILABLE,
-    OUTCOME_UNKNOWN,
-    STATEMENT_CANCELLED,
-    STATEMENT_TIMEOUT,
-)
-from app.queries import AccountGone, TaskNotFound, VersionMismatch
+from app.errors import DATABASE_FAILURES, Problem
+from app.queries import AccountGone, PasswordChangedConcurrently, RateLimited, TaskNotFound, VersionMismatch
+from app.security import InvalidToken
 
-# The messages the API sends, each written once: the handlers and routes send these, and the OpenAPI examples
-# below are built from the same names, so the document shows what a client really gets.
 NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
 INVALID_TOKEN = "The access token is invalid or expired; log in again."
 ACCOUNT_GONE = "This access token no longer works: its account was deleted or its password changed. Log in again."
@@ -41,6 +36,7 @@ PASSWORD_CHANGED_MEANWHILE = "The password was changed meanwhile; try again."
 IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 TASK_NOT_FOUND = "Task not found."
 TASK_CHANGED = "The task has changed: its current version is {current}. Fetch it and retry."
+TOO_MANY_ATTEMPTS = "Too many login or registration attempts from this address; retry in {retry_after} seconds."
 BEARER = {"WWW-Authenticate": "Bearer"}
 
 
@@ -51,45 +47,69 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
-def unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=BEARER)
+# Outcomes the API layer decides itself (the rest come from app/queries and app/security).
+class MissingToken(Exception):
+    """No `Authorization: Bearer` header, or more than one (ambiguous: a proxy in front may have checked the
+    other one)."""
 
 
-class Problem(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
-    """How a domain outcome (an exception of app/queries) is answered, and how the document shows it.
+class MalformedIfMatch(Exception):
+    """If-Match is neither `*` nor a list of version ETags."""
 
-    `detail` and the header values may name the exception's attributes (`{current}`); `example` gives them
-    values for the OpenAPI example.
-    """
 
-    status: int
-    detail: str
-    description: str
-    headers: dict[str, str] = {}  # one shared default: only read, never changed
-    example: dict[str, Any] = {}  # one shared default: only read, never changed
+class BadCredentials(Exception):
+    """No active account has this email, or the password is not its password (which one is not said)."""
 
-    def response(self, error: Exception) -> JSONResponse:
-        values = vars(error)
-        headers = {name: value.format(**values) for name, value in self.headers.items()}
-        return JSONResponse(status_code=self.status, content={"detail": self.detail.format(**values)}, headers=headers)
 
-    def responses(self) -> dict[int | str, dict[str, Any]]:
-        """This problem's OpenAPI `responses=` entry."""
-        return {self.status: _doc(self.description, self.detail.format(**self.example))}
+class EmailTaken(Exception):
+    """An account with this email (ignoring case) exists already."""
+
+
+class WrongCurrentPassword(Exception):
+    """A password change named a current password that is not the account's."""
 
 
 # Each domain outcome a route can end in, answered by one handler (register_problem_handlers).
 PROBLEMS: dict[type[Exception], Problem] = {
-    AccountGone: Problem(401, ACCOUNT_GONE, "The token's account was deleted or changed password", BEARER),
-    TaskNotFound: Problem(404, TASK_NOT_FOUND, "No such task for this user"),
+    MissingToken: Problem(
+        "missing_token", 401, NOT_AUTHENTICATED, "No `Authorization: Bearer` header, or more than one", BEARER
+    ),
+    InvalidToken: Problem(
+        "invalid_token", 401, INVALID_TOKEN, "The token is malformed, expired or not signed by this service", BEARER
+    ),
+    AccountGone: Problem(
+        "account_gone", 401, ACCOUNT_GONE, "The token's account was deleted or changed password since", BEARER
+    ),
+    BadCredentials: Problem("bad_credentials", 401, BAD_CREDENTIALS, "Wrong email or password", BEARER),
+    MalformedIfMatch: Problem("malformed_if_match", 400, IF_MATCH_HELP, "Malformed If-Match header"),
+    WrongCurrentPassword: Problem("wrong_current_password", 400, WRONG_CURRENT_PASSWORD, "Wrong current password"),
+    TaskNotFound: Problem("task_not_found", 404, TASK_NOT_FOUND, "No such task for this user"),
+    EmailTaken: Problem("email_taken", 409, EMAIL_TAKEN, "Email already registered"),
+    PasswordChangedConcurrently: Problem(
+        "password_changed_meanwhile", 409, PASSWORD_CHANGED_MEANWHILE, "Password changed by a concurrent request"
+    ),
     VersionMismatch: Problem(
+        "version_mismatch",
         412,
         TASK_CHANGED,
         "If-Match names a stale version; nothing was written",
         headers={"ETag": '"{current}"'},
         example={"current": 4},
     ),
+    RateLimited: Problem(
+        "rate_limited",
+        429,
+        TOO_MANY_ATTEMPTS,
+        "Too many attempts from this client in the current window; nothing was done",
+        headers={"Retry-After": "{retry_after}"},
+        example={"retry_after": 42},
+    ),
 }
+
+
+def problem_of(error: Exception) -> Problem:
+    """The Problem of a domain exception (or of the nearest class it derives from)."""
+    return next(PROBLEMS[kind] for kind in type(error).__mro__ if kind in PROBLEMS)
 
 
 # Validation errors echo the offending input back; never for these (responses end up in logs and traces).
@@ -196,7 +216,8 @@ def register_problem_handlers(app: FastAPI) -> None:
         return await validation_failed(request, RequestValidationError([{**problem, "input": cursor}]))
 
     async def domain_problem(request: Request, error: Exception) -> JSONResponse:
-        return PROBLEMS[type(error)].response(error)
+        # The exception's attributes fill the message and header templates (`{current}`, `{retry_after}`).
+        return problem_of(error).response(**vars(error))
 
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, http_problem)
@@ -205,67 +226,66 @@ def register_problem_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_type, domain_problem)
 
 
-def _doc(description: str, *examples: str) -> dict[str, Any]:
-    """A documented error: its description and the body (or bodies) it is sent with."""
-    content: dict[str, Any]
-    if len(examples) == 1:
-        content = {"example": {"detail": examples[0]}}
-    else:
-        content = {"examples": {f"example {n}": {"value": {"detail": text}} for n, text in enumerate(examples, 1)}}
-    return {"model": ErrorMessage, "description": description, "content": {"application/json": content}}
+# How each header a Problem may send is documented.
+HEADERS: dict[str, dict[str, Any]] = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}},
+    "WWW-Authenticate": {"description": "The scheme to authenticate with: Bearer", "schema": {"type": "string"}},
+    "ETag": {"description": "The task's current version", "schema": {"type": "string"}},
+}
 
 
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+def _header_value(name: str, value: str) -> Any:
+    return int(value) if HEADERS[name]["schema"]["type"] == "integer" else value
 
-# OpenAPI `responses=` entries, combined per route with `|`.
-R400_IF_MATCH: dict[int | str, dict[str, Any]] = {400: _doc("Malformed If-Match header", IF_MATCH_HELP)}
-R400_PASSWORD: dict[int | str, dict[str, Any]] = {400: _doc("Wrong current password", WRONG_CURRENT_PASSWORD)}
-R401: dict[int | str, dict[str, Any]] = {
-    401: {
-        **_doc(
-            "Missing, invalid or expired token, or its account was deleted or changed password since",
-            NOT_AUTHENTICATED,
-            INVALID_TOKEN,
-            ACCOUNT_GONE,
-        ),
-        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+
+def _response_doc(problems: list[Problem]) -> dict[str, Any]:
+    """One status's documented response: every Problem's body and headers as a named example (the Problem's
+    name names both, so a body's example and its headers' go together)."""
+    descriptions = [problem.description for problem in problems]
+    examples: dict[str, Any] = {}
+    headers: dict[str, dict[str, Any]] = {}
+    for problem in problems:
+        value = {"detail": problem.detail_for(**problem.example)}
+        examples[problem.name] = {"summary": problem.description, "value": value}
+        for name, header in problem.headers_for(**problem.example).items():
+            documented_header = headers.setdefault(name, {**HEADERS[name], "examples": {}})
+            documented_header["examples"][problem.name] = {"value": _header_value(name, header)}
+    doc: dict[str, Any] = {
+        "model": ErrorMessage,
+        "description": descriptions[0] if len(descriptions) == 1 else "\n".join(f"- {d}" for d in descriptions),
+        "content": {"application/json": {"examples": examples}},
     }
-}
-R401_LOGIN: dict[int | str, dict[str, Any]] = {401: _doc("Wrong email or password", BAD_CREDENTIALS)}
-R404 = PROBLEMS[TaskNotFound].responses()
-R409_EMAIL: dict[int | str, dict[str, Any]] = {409: _doc("Email already registered", EMAIL_TAKEN)}
-R409_PASSWORD: dict[int | str, dict[str, Any]] = {
-    409: _doc("Password changed by a concurrent request", PASSWORD_CHANGED_MEANWHILE)
-}
-R503: dict[int | str, dict[str, Any]] = {
-    503: {
-        **_doc(
-            "The database is unreachable (retry shortly); for a write whose connection was lost, the change may or "
-            "may not have been saved; or the service cannot log in to its database",
-            DATABASE_UNAVAILABLE,
-            OUTCOME_UNKNOWN,
-            DATABASE_REFUSED_LOGIN,
-        ),
-        "headers": RETRY_AFTER,
-    }
-}
-R504: dict[int | str, dict[str, Any]] = {
-    504: {
-        **_doc(
-            "A statement ran past DB_COMMAND_TIMEOUT (or the role's statement_timeout) and was cancelled",
-            STATEMENT_TIMEOUT.format(seconds=settings.DB_COMMAND_TIMEOUT),
-            STATEMENT_CANCELLED,
-        ),
-        "headers": RETRY_AFTER,
-    }
-}
-R413: dict[int | str, dict[str, Any]] = {
-    413: _doc("The request body is over 1 MB; nothing was read or written", BODY_TOO_LARGE)
-}
-R415: dict[int | str, dict[str, Any]] = {
-    415: _doc(
-        "The body is not of the media type this operation takes (see requestBody)",
-        "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
-    )
-}
-R412 = PROBLEMS[VersionMismatch].responses()
+    if headers:
+        doc["headers"] = headers
+    return doc
+
+
+def documented(*errors: type[Exception] | Problem) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses=` entry of these errors (domain exceptions, or Problems), grouped by status, each
+    built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
+    a second entry with the same status would replace the first."""
+    by_status: dict[int, list[Problem]] = {}
+    for error in errors:
+        problem = error if isinstance(error, Problem) else PROBLEMS[error]
+        by_status.setdefault(problem.status, []).append(problem)
+    return {code: _response_doc(problems) for code, problems in sorted(by_status.items())}
+
+
+# What a request with a bearer token can be answered 401 for.
+TOKEN_ERRORS = (MissingToken, InvalidToken, AccountGone)
+# Every route that runs a statement: app/errors.py decides which of these (503s and 504s) a failure is.
+DATABASE_ERRORS = documented(*DATABASE_FAILURES)
+# Sent by app.api.limits.BodySizeLimit before any route runs, so documented here rather than raised.
+BODY_TOO_LARGE_PROBLEM = Problem(
+    "body_too_large", 413, BODY_TOO_LARGE, "The request body is over 1 MB; nothing was read or written"
+)
+R413 = documented(BODY_TOO_LARGE_PROBLEM)
+# The detail names the operation's media type and the request's Content-Type (app.api.limits builds it from
+# both): this one is a sample of it.
+UNSUPPORTED_MEDIA_TYPE = Problem(
+    "unsupported_media_type",
+    415,
+    "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
+    "The body is not of the media type this operation takes (see requestBody)",
+)
+R415 = documented(UNSUPPORTED_MEDIA_TYPE)

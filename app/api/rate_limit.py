@@ -1,4 +1,4 @@
-"""The per-client limit on login and register: who the client is, which counters an attempt bumps, the 429.
+"""The per-client limit on login and register: who the client is, and which counters an attempt bumps.
 
 The counters live in PostgreSQL (app/queries/rate_limit.py) and are bumped by the statement each route
 already runs. Keys:
@@ -18,26 +18,11 @@ import hashlib
 import ipaddress
 import math
 import time
-from typing import Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import Request
 
-from app.api.problems import ErrorMessage
 from app.config import settings
 from app.queries.rate_limit import AttemptLimit
-
-TOO_MANY_ATTEMPTS = "Too many login or registration attempts from this address; retry in {seconds} seconds."
-
-
-# The OpenAPI entry of the routes that are limited.
-R429: dict[int | str, dict[str, Any]] = {
-    429: {
-        "model": ErrorMessage,
-        "description": "Too many attempts from this client in the current window; nothing was done",
-        "content": {"application/json": {"example": {"detail": TOO_MANY_ATTEMPTS.format(seconds=42)}}},
-        "headers": {"Retry-After": {"description": "Seconds until the window ends", "schema": {"type": "integer"}}},
-    }
-}
 
 
 def client_address(request: Request) -> str:
@@ -76,14 +61,6 @@ def login_limit(request: Request, email: str) -> AttemptLimit | None:
 
 def register_limit(request: Request) -> AttemptLimit | None:
     return _limit(ip_key(request))
-
-
-def too_many_attempts(retry_after: int) -> HTTPException:
-    return HTTPException(
-        status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=TOO_MANY_ATTEMPTS.format(seconds=retry_after),
-        headers={"Retry-After": str(retry_after)},
-    )
 
 
 class RecentlyLimited:

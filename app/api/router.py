@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends
 
 from app.api.limits import require_declared_media_type
-from app.api.problems import R413, R503, R504
+from app.api.problems import DATABASE_ERRORS, R413
 from app.api.routes import auth, health, tags, tasks, users
 
 # Every route: a body over 1 MB is refused (app.api.limits.BodySizeLimit), one of another media type than
@@ -11,4 +11,4 @@ from app.api.routes import auth, health, tags, tasks, users
 api_router = APIRouter(dependencies=[Depends(require_declared_media_type)], responses=R413)
 api_router.include_router(health.router)
 for module in (auth, users, tasks, tags):
-    api_router.include_router(module.router, responses=R503 | R504)
+    api_router.include_router(module.router, responses=DATABASE_ERRORS)

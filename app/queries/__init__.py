@@ -19,3 +19,15 @@ class VersionMismatch(Exception):
     def __init__(self, current: int) -> None:
         super().__init__(current)
         self.current = current
+
+
+class PasswordChangedConcurrently(Exception):
+    """The password hash changed between reading it and writing the new one."""
+
+
+class RateLimited(Exception):
+    """Too many attempts from this client in the current window; nothing else was done."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app.models.auth_attempt import AuthAttempt
 from app.models.base import table_of
+from app.queries import RateLimited
 
 attempts_table = table_of(AuthAttempt)
 
@@ -38,14 +39,6 @@ class AttemptLimit(NamedTuple):  # immutable like a frozen dataclass, and half i
     keys: tuple[str, ...]
     attempts: int
     window_seconds: int
-
-
-class RateLimited(Exception):
-    """Too many attempts from this client in the current window; nothing else was done."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
 
 
 def counted(key_count: int, attempts: int, window_seconds: int) -> tuple[CTE, CTE]:

@@ -18,7 +18,7 @@ from sqlalchemy.sql import ColumnElement
 from app.db import LazyConnection
 from app.models.base import table_of
 from app.models.user import User, UserRead
-from app.queries import AccountGone
+from app.queries import AccountGone, PasswordChangedConcurrently
 from app.queries.rate_limit import AttemptLimit, counted, limit_parameters, limit_shape, raise_if_limited
 from app.security import AccessToken
 
@@ -142,10 +142,6 @@ async def read_user(connection: LazyConnection, token: AccessToken) -> dict[str,
     if row is None:
         raise AccountGone
     return user_document(row)
-
-
-class PasswordChangedConcurrently(Exception):
-    """The password hash changed between reading it and writing the new one."""
 
 
 @cache

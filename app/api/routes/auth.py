@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
-from app.api.problems import BAD_CREDENTIALS, BEARER, EMAIL_TAKEN, R401_LOGIN, R409_EMAIL, R415
-from app.api.rate_limit import R429, ip_key, login_limit, recently_limited, register_limit, too_many_attempts
+from app.api.problems import R415, BadCredentials, EmailTaken, documented
+from app.api.rate_limit import ip_key, login_limit, recently_limited, register_limit
 from app.models.auth import LoginForm, RegisterRequest, Token
+from app.queries import RateLimited
 from app.queries import users as user_queries
-from app.queries.rate_limit import RateLimited
 from app.security import create_access_token, hash_password, verify_password
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -28,14 +28,14 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     operation_id="auth_register",
     status_code=status.HTTP_201_CREATED,
     response_model=Token,
-    responses=R409_EMAIL | R415 | R429,
+    responses=documented(EmailTaken, RateLimited) | R415,
 )
 async def register(body: RegisterRequest, request: Request, connection: ConnectionDep) -> Token:
     """Registers `email` (unique ignoring case) and returns a bearer token for the new account."""
     client = ip_key(request)
     # Told 429 already in this window: answer before spending a password hash on it.
     if (seconds := recently_limited.retry_after(client)) is not None:
-        raise too_many_attempts(seconds)
+        raise RateLimited(seconds)
     hashed = await run_in_threadpool(hash_password, body.password)
     try:
         user_id = await user_queries.insert_user(
@@ -43,9 +43,9 @@ async def register(body: RegisterRequest, request: Request, connection: Connecti
         )
     except RateLimited as limited:
         recently_limited.remember(client, limited.retry_after)
-        raise too_many_attempts(limited.retry_after) from None
+        raise
     if user_id is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=EMAIL_TAKEN)
+        raise EmailTaken
     return Token(access_token=create_access_token(user_id))
 
 
@@ -54,17 +54,15 @@ async def register(body: RegisterRequest, request: Request, connection: Connecti
     summary="Log in with email and password (OAuth2 password form)",
     operation_id="auth_token",
     response_model=Token,
-    responses=R401_LOGIN | R415 | R429,
+    responses=documented(BadCredentials, RateLimited) | R415,
 )
 async def login(form: Annotated[LoginForm, Form()], request: Request, connection: ConnectionDep) -> Token:
     """Exchanges `username` (the email) and `password` for a bearer token (the form /docs Authorize sends)."""
     email = form.username.strip().lower()
-    try:
-        found = await user_queries.credentials(connection, email, login_limit(request, email))
-    except RateLimited as limited:
-        raise too_many_attempts(limited.retry_after) from None
+    # Over the limit, RateLimited: no hash is read, none verified.
+    found = await user_queries.credentials(connection, email, login_limit(request, email))
     # Unknown emails are verified against a dummy hash, so timing does not reveal which emails are registered.
     valid = await run_in_threadpool(verify_password, form.password, found[1] if found else None)
     if found is None or not valid:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=BAD_CREDENTIALS, headers=BEARER)
+        raise BadCredentials
     return Token(access_token=create_access_token(found[0]))

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from app.api.deps import ConnectionDep, CurrentToken
 from app.api.documents import json_response
-from app.api.problems import R401
+from app.api.problems import TOKEN_ERRORS, documented
 from app.models.task import TagCount
 from app.queries import tasks as task_queries
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/tags", tags=["tasks"])
     summary="My tags, most used first",
     operation_id="tags_list",
     response_model=list[TagCount],
-    responses=R401,
+    responses=documented(*TOKEN_ERRORS),
 )
 async def list_tags(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns every tag on the caller's tasks with how many tasks carry it (ties in alphabetical order)."""

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
 from app.api.documents import json_response
-from app.api.problems import (
-    PASSWORD_CHANGED_MEANWHILE,
-    R400_PASSWORD,
-    R401,
-    R409_PASSWORD,
-    R415,
-    WRONG_CURRENT_PASSWORD,
-)
+from app.api.problems import R415, TOKEN_ERRORS, WrongCurrentPassword, documented
 from app.models.user import UserRead, UserUpdate
+from app.queries import PasswordChangedConcurrently
 from app.queries import users as user_queries
 from app.security import hash_password, verify_password
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("/me", summary="The current user", operation_id="users_get_me", response_model=UserRead, responses=R401)
+@router.get(
+    "/me",
+    summary="The current user",
+    operation_id="users_get_me",
+    response_model=UserRead,
+    responses=documented(*TOKEN_ERRORS),
+)
 async def read_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Returns the account of the access token (never its password hash)."""
     return json_response(await user_queries.read_user(connection, token))
@@ -35,7 +35,7 @@ async def read_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     summary="Update the current user",
     operation_id="users_update_me",
     response_model=UserRead,
-    responses=R400_PASSWORD | R401 | R409_PASSWORD | R415,
+    responses=documented(*TOKEN_ERRORS, WrongCurrentPassword, PasswordChangedConcurrently) | R415,
 )
 async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> Response:
     """Changes `full_name` (null clears it) and/or the password (which needs `current_password`).
@@ -50,12 +50,10 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
         return json_response(await user_queries.update_user(connection, token, changes))
     old_hash = await user_queries.password_hash(connection, token)
     if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=WRONG_CURRENT_PASSWORD)
+        raise WrongCurrentPassword
     changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
-    try:
-        return json_response(await user_queries.update_user(connection, token, changes, old_hash=old_hash))
-    except user_queries.PasswordChangedConcurrently:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=PASSWORD_CHANGED_MEANWHILE) from None
+    # PasswordChangedConcurrently if another request changed the password since `old_hash` was read.
+    return json_response(await user_queries.update_user(connection, token, changes, old_hash=old_hash))
 
 
 @router.delete(
@@ -64,7 +62,7 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
     operation_id="users_delete_me",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=R401,
+    responses=documented(*TOKEN_ERRORS),
 )
 async def delete_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     """Deletes the account and its tasks; its access tokens stop working at once."""
