@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -28,9 +28,10 @@ from app.observability import FIELDS, exception_chain
 
 logger = logging.getLogger("app.errors")
 
+NOTHING: Mapping[str, Any] = MappingProxyType({})  # the shared empty default, read-only
 
-@dataclass(frozen=True)
-class Problem:
+
+class Problem(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
     """One way a request can fail: the response the API sends, and how the OpenAPI document shows it.
 
     The body is FastAPI's `{"detail": ...}`. `detail` and the header values are templates that may name values
@@ -42,8 +43,8 @@ class Problem:
     status: int
     detail: str
     description: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    example: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = NOTHING
+    example: Mapping[str, Any] = NOTHING
 
     def detail_for(self, **values: Any) -> str:
         return self.detail.format(**values)
@@ -140,13 +141,12 @@ def _chain(error: BaseException) -> list[BaseException]:
     return list(exception_chain(error, "orig", "__cause__"))
 
 
-@dataclass(frozen=True)
-class DatabaseFailure:
+class DatabaseFailure(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
     """How a database failure is answered: its Problem, with the values of its template."""
 
     problem: Problem
     needs_operator: bool = False  # retrying cannot fix it (a refused login): logged as ERROR, not WARNING
-    values: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = NOTHING
 
     @property
     def status(self) -> int:

@@ -10,10 +10,9 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import jwt
 
@@ -72,8 +71,7 @@ class InvalidToken(Exception):
     """The token is missing, malformed, expired, wrongly signed or names no user id."""
 
 
-@dataclass(frozen=True)
-class AccessToken:
+class AccessToken(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
     """What a verified token says: whose it is, and when it was issued (whole seconds, as JWT `iat` is)."""
 
     user_id: uuid.UUID

@@ -5,9 +5,9 @@ process, and starts every new sandbox from that snapshot. So:
 
 - `before_snapshot` does the work a first request would otherwise pay in every sandbox: the app's middleware
   stack and routes, every lazily imported module on the request path (a real invocation of the handler that
-  needs no database), SQLAlchemy's compilation of the statements the routes run, the argon2 hasher and the
-  settings. It leaves no connection open: a connection in the snapshot would be shared, and stale, in every
-  sandbox restored from it.
+  needs no database), SQLAlchemy's compilation of the statements the routes run, the argon2 hasher, the
+  settings and the OpenAPI document. It leaves no connection open: a connection in the snapshot would be
+  shared, and stale, in every sandbox restored from it.
 - `after_restore` regenerates what must differ between sandboxes but was fixed in the snapshot: the `random`
   module's state (the connect backoff's jitter) and OpenSSL's random generator (TLS handshakes). Everything
   else unique is drawn from the kernel when it is needed (uuid4, secrets, request ids, argon2 salts), and
@@ -187,6 +187,14 @@ def validate_settings() -> None:
     _ = settings.database.connect_args, settings.secret_key
 
 
+def build_openapi() -> None:
+    """The OpenAPI document, cached on the app, and with it the validators of the models that only document
+    responses (built on first use, not at import: app/models/task.py)."""
+    from app.main import app
+
+    app.openapi()
+
+
 def close_connections() -> None:
     """No connection may be in the snapshot. The engine opens the next one lazily, after restore."""
     from app import db
@@ -200,6 +208,7 @@ def prepare() -> None:
     warm_request_path()
     compile_statements()
     prepare_password_hashing()
+    build_openapi()
     close_connections()
     logger.info("before snapshot: app warmed, %d modules loaded, no connection held", len(sys.modules))
 

@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import os
 import ssl
-from dataclasses import dataclass
+from typing import NamedTuple
 
 logger = logging.getLogger("app.tls")
 
@@ -42,8 +42,7 @@ class TlsParameterError(ValueError):
     """A TLS parameter that cannot be honoured. The message names the parameter, never the URL."""
 
 
-@dataclass(frozen=True)
-class TlsPolicy:
+class TlsPolicy(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
     """What the URL asks of TLS, resolved. `sslmode` None: the URL said nothing (asyncpg's default, `prefer`)."""
 
     sslmode: str | None = None

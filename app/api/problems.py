@@ -17,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.limits import BODY_TOO_LARGE, media_type_problem
@@ -41,6 +41,9 @@ BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 class ErrorMessage(BaseModel):
+    # Only documents responses (never validates one): built for the OpenAPI document, not at import.
+    model_config = ConfigDict(defer_build=True)
+
     detail: str
 
 

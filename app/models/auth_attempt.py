@@ -9,13 +9,14 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
-import app.models.base  # noqa: F401 - the naming convention applies to this table too
+from app.models.base import TABLE_CONFIG  # the naming convention of app.models.base applies here too
 
 
 class AuthAttempt(SQLModel, table=True):
     __tablename__ = "auth_attempts"
     # Expired rows are found through this index by the cleanup that rides along with every counted attempt.
     __table_args__ = (Index("ix_auth_attempts_window_start", "window_start"),)
+    model_config = TABLE_CONFIG
 
     # "ip:<address or IPv6 /64>" or "email:<sha256 of the lower-cased email>"; see app/api/rate_limit.py.
     client_key: str = Field(sa_type=Text, primary_key=True)

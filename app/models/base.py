@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, MetaData, Table, inspect, text
 from sqlmodel import Field, SQLModel
+from sqlmodel._compat import SQLModelConfig
 
 # Stable, predictable constraint names, so hand-written migrations can refer to them and `alembic check`
 # compares like with like.
@@ -16,6 +17,10 @@ NAMING_CONVENTION = {
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
+
+# The tables' pydantic validators are built on first use, not at import: the app reads and writes rows with
+# SQLAlchemy Core (app/queries/) and never validates a table model.
+TABLE_CONFIG = SQLModelConfig(defer_build=True)
 
 
 def table_of(model: type[SQLModel]) -> Table:
@@ -34,6 +39,8 @@ class TimestampMixin(SQLModel):
     `updated_at` is bumped by the `set_updated_at` trigger (see the initial migration), so raw SQL updates
     are covered too and the application never has to remember it.
     """
+
+    model_config = TABLE_CONFIG
 
     created_at: datetime | None = Field(
         default=None,

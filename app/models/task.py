@@ -20,6 +20,7 @@ from app.models.fields import (
     Tag,
     TagList,
     Title,
+    empty_list,
     storable_text,
 )
 
@@ -110,7 +111,7 @@ class Task(TimestampMixin, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # text[] (not varchar[]): asyncpg decodes text[] without a per-connection pg_type lookup.
     tags: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         sa_type=ARRAY(Text),
         sa_column_kwargs={"server_default": text("'{}'::text[]")},
         nullable=False,
@@ -159,7 +160,7 @@ class TaskCreate(BaseModel):
     status: TaskStatus = TaskStatus.todo
     priority: TaskPriority = TaskPriority.medium
     due_date: OffsetDatetime | None = pydantic.Field(default=None, description=DUE_DATE_DESCRIPTION)
-    tags: TagList = pydantic.Field(default_factory=list)
+    tags: TagList = pydantic.Field(default_factory=empty_list)
 
 
 # Fields a PATCH may not set to null (they have no "empty" state); description and due_date may.
@@ -192,7 +193,10 @@ class TaskUpdate(BaseModel):
 
 
 class TaskRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]})
+    # defer_build: the routes answer with documents the queries shaped (app/api/documents.py) and never validate
+    # or serialize through this model, so its validator is built on first use (the OpenAPI document), not at
+    # import. The same holds for TaskPage, TagCount and UserRead.
+    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]}, defer_build=True)
 
     id: uuid.UUID
     title: str
@@ -210,7 +214,9 @@ class TaskRead(BaseModel):
 
 
 class TaskPage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]}, defer_build=True
+    )
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
@@ -219,7 +225,7 @@ class TaskPage(BaseModel):
 
 
 class TagCount(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]}, defer_build=True)
 
     tag: str
     count: int
@@ -252,13 +258,13 @@ class TaskListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: list[TaskStatus] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
-    priority: list[TaskPriority] = pydantic.Field(default_factory=list, description="Repeatable: any of these.")
+    status: list[TaskStatus] = pydantic.Field(default_factory=empty_list, description="Repeatable: any of these.")
+    priority: list[TaskPriority] = pydantic.Field(default_factory=empty_list, description="Repeatable: any of these.")
     tag: list[Tag] = pydantic.Field(
-        default_factory=list, max_length=20, description="Repeatable: the task has all of these tags."
+        default_factory=empty_list, max_length=20, description="Repeatable: the task has all of these tags."
     )
     any_tag: list[Tag] = pydantic.Field(
-        default_factory=list,
+        default_factory=empty_list,
         max_length=20,
         description="Repeatable: the task has at least one of these tags.",
     )

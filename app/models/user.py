@@ -46,7 +46,8 @@ class UserRead(BaseModel):
                     "updated_at": "2026-11-22T04:30:00Z",
                 }
             ]
-        }
+        },
+        defer_build=True,  # never validated by a route, like TaskRead
     )
 
     id: uuid.UUID

@@ -16,9 +16,8 @@ among the keys over the limit ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import CTE, Integer, Interval, Text, bindparam, case, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
@@ -34,8 +33,7 @@ attempts_table = table_of(AuthAttempt)
 CLEANUP_BATCH = 20
 
 
-@dataclass(frozen=True)
-class AttemptLimit:
+class AttemptLimit(NamedTuple):  # immutable like a frozen dataclass, and half its cost to define at import
     """Count one attempt for each of `keys`; more than `attempts` within `window_seconds` is over the limit."""
 
     keys: tuple[str, ...]

@@ -148,6 +148,7 @@ def main(argv: list[str]) -> None:
         "pool_status_at_snapshot": pool.status(),
         "connections_held_at_snapshot": pool.checkedin() + pool.checkedout() if hasattr(pool, "checkedin") else 0,
         "middleware_stack_built": app.main.app.middleware_stack is not None,
+        "openapi_built": app.main.app.openapi_schema is not None,
     }
     snapshot_random_state = random.getstate()
 

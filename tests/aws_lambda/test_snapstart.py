@@ -99,6 +99,7 @@ async def test_restored_sandboxes_share_no_connection_and_no_unique_value(token,
 async def test_the_first_invocation_after_restore_imports_nothing_and_builds_nothing(token):
     run = run_sandboxes(token, "null")
     assert run["snapshot"]["middleware_stack_built"]
+    assert run["snapshot"]["openapi_built"]  # and with it the models that only document responses
     for sandbox in run["sandboxes"]:
         assert sandbox["first_status"] == 200
         assert sandbox["first_imports"] == [], " ".join(sandbox["first_imports"])
