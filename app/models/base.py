@@ -1,10 +1,11 @@
 """Pieces shared by every table: the timestamp columns and the naming convention for constraints."""
 
 from datetime import datetime
+from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy import DateTime, MetaData, Table, inspect, text
 from sqlmodel import Field, SQLModel
-from sqlmodel._compat import SQLModelConfig
 
 # Stable, predictable constraint names, so hand-written migrations can refer to them and `alembic check`
 # compares like with like.
@@ -20,7 +21,7 @@ metadata: MetaData = SQLModel.metadata
 
 # The tables' pydantic validators are built on first use, not at import: the app reads and writes rows with
 # SQLAlchemy Core (app/queries/) and never validates a table model.
-TABLE_CONFIG = SQLModelConfig(defer_build=True)
+TABLE_CONFIG: Any = ConfigDict(defer_build=True)  # Any: SQLModel types model_config with a private TypedDict
 
 
 def table_of(model: type[SQLModel]) -> Table:
