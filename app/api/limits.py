@@ -92,6 +92,9 @@ def _accepts(declared: str, sent: str) -> bool:
     return sent == declared
 
 
+WRONG_MEDIA_TYPE = "This operation takes a body of type {declared}; the request has {what}."
+
+
 def media_type_problem(request: Request) -> str | None:
     """Why the request's body does not have the media type its operation declares in OpenAPI, or None."""
     route: Any = request.scope.get("route")
@@ -103,7 +106,7 @@ def media_type_problem(request: Request) -> str | None:
     if sent is not None and _accepts(declared, _media_type(sent)):
         return None
     what = f"Content-Type {sent[:100]!r}" if sent is not None else "no Content-Type"
-    return f"This operation takes a body of type {declared}; the request has {what}."
+    return WRONG_MEDIA_TYPE.format(declared=declared, what=what)
 
 
 async def require_declared_media_type(request: Request) -> None:

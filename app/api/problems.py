@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.limits import BODY_TOO_LARGE, media_type_problem
+from app.api.limits import BODY_TOO_LARGE, WRONG_MEDIA_TYPE, media_type_problem
 from app.cursor import InvalidCursor
 from app.errors import DATABASE_FAILURES, Problem
 from app.queries import AccountGone, PasswordChangedConcurrently, RateLimited, TaskNotFound, VersionMismatch
@@ -280,12 +280,13 @@ BODY_TOO_LARGE_PROBLEM = Problem(
     "body_too_large", 413, BODY_TOO_LARGE, "The request body is over 1 MB; nothing was read or written"
 )
 R413 = documented(BODY_TOO_LARGE_PROBLEM)
-# The detail names the operation's media type and the request's Content-Type (app.api.limits builds it from
-# both): this one is a sample of it.
+# Sent by app.api.limits (through `http_problem` too) with the operation's media type and the request's
+# Content-Type in its message.
 UNSUPPORTED_MEDIA_TYPE = Problem(
     "unsupported_media_type",
     415,
-    "This operation takes a body of type application/json; the request has Content-Type 'text/plain'.",
+    WRONG_MEDIA_TYPE,
     "The body is not of the media type this operation takes (see requestBody)",
+    example={"declared": "application/json", "what": "Content-Type 'text/plain'"},
 )
 R415 = documented(UNSUPPORTED_MEDIA_TYPE)
