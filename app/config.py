@@ -208,6 +208,11 @@ class Settings(BaseSettings):
     AUTH_RATE_LIMIT_ATTEMPTS: int = Field(default=10, ge=0, le=1_000_000)
     AUTH_RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=0, le=24 * 3600)
 
+    # Argon2 at 1 MiB and one pass instead of 64 MiB, 3 passes, 4 lanes: ~0.5 ms a hash instead of ~150 ms of
+    # CPU. Hashes stored this way are cheap to crack, so only ENVIRONMENT=test may ask for it: the test suite,
+    # which hashes hundreds of passwords (app/security.py; the tests of the hashing itself use the real cost).
+    FAST_PASSWORD_HASHING: bool = False
+
     # Level of the root logger (app/observability.py); SQL statement logging is DB_ECHO's, not this.
     LOG_LEVEL: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
@@ -229,6 +234,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production_requirements(self) -> Settings:
+        if self.FAST_PASSWORD_HASHING and self.ENVIRONMENT is not Environment.test:
+            raise ValueError(
+                "FAST_PASSWORD_HASHING stores password hashes that are cheap to crack: it is only allowed with "
+                "ENVIRONMENT=test"
+            )
         if self.ENVIRONMENT in (Environment.local, Environment.test):
             return self
         if self.DATABASE_URL is None:

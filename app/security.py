@@ -27,6 +27,8 @@ def _hasher() -> PasswordHash:
     from pwdlib import PasswordHash
     from pwdlib.hashers.argon2 import Argon2Hasher
 
+    if settings.FAST_PASSWORD_HASHING:  # ENVIRONMENT=test only (app/config.py)
+        return PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
     return PasswordHash((Argon2Hasher(),))
 
 
@@ -36,6 +38,14 @@ def _hasher() -> PasswordHash:
 # every process (every Lambda instance) cost a hash and a verify. tests/test_auth_attacks.py keeps its
 # parameters equal to those of the hashes hash_password makes; bench/login_timing.py measures the result.
 DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$dO7irFe0156ae2bzVePxEQ$bttohWoIVZVxKS/+KfVUhodzOrbXHAhdDjsvw7Kg73g"
+
+
+@cache
+def dummy_hash() -> str:
+    """DUMMY_HASH, or under FAST_PASSWORD_HASHING a hash of the hasher's own cheap parameters (made once)."""
+    if settings.FAST_PASSWORD_HASHING:
+        return _hasher().hash("dummy-password-for-constant-time-login")
+    return DUMMY_HASH
 
 
 # Each argon2 hash or verify holds 64 MiB (m=65536) for its duration, and Starlette's threadpool runs up to 40
@@ -55,7 +65,7 @@ def verify_password(password: str, hashed: str | None) -> bool:
     """Check `password` against `hashed`; with `hashed=None` do the same work and return False."""
     with _hashing:
         if hashed is None:
-            _hasher().verify(password, DUMMY_HASH)
+            _hasher().verify(password, dummy_hash())
             return False
         return _hasher().verify(password, hashed)
 

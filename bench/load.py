@@ -57,7 +57,7 @@ def main() -> int:
     try:
         for pool in args.pools.split(","):
             asyncio.run(empty_tables(url))
-            env = app_environment(bouncer.url(), url, pooler_guard=True, pool=pool)
+            env = app_environment(bouncer.url(), url, pooler_guard=True, pool=pool, fast_hashing=False)
             with tempfile.TemporaryDirectory(prefix="bench-load-") as workdir:
                 run = asyncio.run(
                     run_mixed_load(env, bouncer, url, Path(workdir), total=args.requests, concurrency=args.concurrency)

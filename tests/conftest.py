@@ -133,6 +133,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DB_CONNECT_TIMEOUT"] = "2"
     os.environ.setdefault("DB_APPLICATION_NAME", "task-api-test")
     os.environ.setdefault("AUTH_RATE_LIMIT_ATTEMPTS", "1000000")  # the suite logs in a lot; limit tests set their own
+    # The suite hashes ~700 passwords; at production's argon2 cost (~150 ms of CPU each) that was a third of its
+    # CPU. Set on this process's settings, not in os.environ, where the tests that build production Settings
+    # would inherit it (and be refused); the app servers the tests start get it from
+    # tests.pooler.workers.app_environment. The tests of the hashing itself use `production_hashing`.
+    from app.config import settings
+
+    settings.FAST_PASSWORD_HASHING = True
     if WORKER is None:
         # Migrate once per run with the real revisions (downgrade first: TEST_DATABASE_URL may be reused).
         from alembic import command
@@ -172,6 +179,25 @@ def alembic_config_for(url: str):
 @pytest.fixture(scope="session")
 def database_url() -> str:
     return os.environ["DATABASE_URL"]
+
+
+@pytest.fixture
+def production_hashing() -> Iterator[None]:
+    """Production's argon2 cost (64 MiB, 3 passes, 4 lanes) for one test, instead of the suite's cheap one."""
+    from app import security
+    from app.config import settings
+    from tests.support.api import password_hash
+
+    def use(fast: bool) -> None:
+        settings.FAST_PASSWORD_HASHING = fast
+        for cached in (security._hasher, security.dummy_hash, password_hash):  # each made at the cost in force
+            cached.cache_clear()
+
+    use(False)
+    try:
+        yield
+    finally:
+        use(True)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from app.config import settings
 from app.main import app
 from app.models.user import UserRead
 from app.queries.users import USER_COLUMNS
-from app.security import DUMMY_HASH, create_access_token, hash_password, verify_password
+from app.security import DUMMY_HASH, create_access_token, dummy_hash, hash_password, verify_password
 from tests.support.api import PASSWORD, Account, create_task, make_account
 
 OUR_401_MESSAGES = {NOT_AUTHENTICATED, INVALID_TOKEN, ACCOUNT_GONE}
@@ -302,11 +302,18 @@ def cost_of(hashed: str) -> dict[str, object]:
     }
 
 
-def test_the_dummy_hash_costs_what_a_real_hash_costs():
+def test_the_dummy_hash_costs_what_a_real_hash_costs(production_hashing):
     """bench/login_timing.py measures the outcome; this keeps its cause: the unknown-email path verifies
     against a hash with the very parameters of the hashes that registration stores."""
+    assert dummy_hash() == DUMMY_HASH
     assert cost_of(DUMMY_HASH) == cost_of(hash_password("any password at all"))
     assert cost_of(DUMMY_HASH)["m"] == "65536"  # not a cheap test setting
+
+
+def test_under_the_suites_cheap_hashing_the_dummy_hash_is_as_cheap():
+    """FAST_PASSWORD_HASHING (the suite's setting) changes the cost of both sides alike."""
+    assert cost_of(dummy_hash()) == cost_of(hash_password("any password at all"))
+    assert cost_of(dummy_hash())["m"] != cost_of(DUMMY_HASH)["m"]
 
 
 def test_verify_against_no_hash_runs_a_real_verify_and_fails():
@@ -319,7 +326,7 @@ def test_verify_against_no_hash_runs_a_real_verify_and_fails():
         verify_password("anything", "not-a-hash")  # so verify really parses what it is given
 
 
-async def test_login_runs_one_verify_whether_or_not_the_email_exists(client, db, monkeypatch):
+async def test_login_runs_one_verify_whether_or_not_the_email_exists(client, db, monkeypatch, production_hashing):
     """Observed through the real hasher: one argon2 verify per login, against hashes of equal cost."""
     from pwdlib.hashers.argon2 import Argon2Hasher
 

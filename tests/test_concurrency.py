@@ -285,7 +285,7 @@ async def test_concurrent_creates_by_one_user_lose_nothing(api, db):
     assert sorted(answered.values()) == sorted(f"task {i}" for i in range(CREATES))
 
 
-async def test_password_hashing_in_flight_is_bounded_by_the_cores(client, monkeypatch):
+async def test_password_hashing_in_flight_is_bounded_by_the_cores(client, monkeypatch, production_hashing):
     """50 registrations at once run at most HASHING_SLOTS argon2 hashes at a time (64 MiB each), not 40.
 
     The hasher is the real one, wrapped to count how many calls are inside it at once."""

@@ -139,6 +139,16 @@ def test_production_requires_a_database_url(monkeypatch):
         Settings(_env_file=None, ENVIRONMENT="production", SECRET_KEY="k" * 40)
 
 
+@pytest.mark.parametrize("environment", ["production", "local"])
+def test_cheap_password_hashing_is_refused_outside_the_test_environment(monkeypatch, environment):
+    monkeypatch.setenv("FAST_PASSWORD_HASHING", "true")
+    with pytest.raises(ValidationError, match="FAST_PASSWORD_HASHING .* only allowed with ENVIRONMENT=test"):
+        Settings(_env_file=None, ENVIRONMENT=environment, DATABASE_URL=NEON_POOLED, SECRET_KEY="k" * 40)
+    assert Settings(_env_file=None, ENVIRONMENT="test").FAST_PASSWORD_HASHING is True
+    monkeypatch.delenv("FAST_PASSWORD_HASHING")
+    assert Settings(_env_file=None, ENVIRONMENT=environment, DATABASE_URL=NEON_POOLED, SECRET_KEY="k" * 40)
+
+
 def test_local_and_test_accept_the_development_defaults():
     for environment in ("local", "test"):
         assert Settings(_env_file=None, ENVIRONMENT=environment).secret_key

@@ -23,15 +23,19 @@ RUN_TIMEOUT = 240  # seconds for every worker to finish
 READY_TIMEOUT = 60  # seconds for uvicorn to answer its readiness check
 
 
-def app_environment(database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null") -> dict[str, str]:
+def app_environment(
+    database_url: str, direct_url: str, *, pooler_guard: bool, pool: str = "null", fast_hashing: bool = True
+) -> dict[str, str]:
     """The environment of a process running the app against `database_url`.
 
     The pgbouncer listens on 127.0.0.1 (no `-pooler` in the host), so DB_POOLER alone decides whether the
-    pooler-safe settings are on: exactly the switch whose effect the proof shows.
+    pooler-safe settings are on: exactly the switch whose effect the proof shows. Password hashing is the
+    suite's cheap argon2 (tests/conftest.py) unless `fast_hashing=False` (the benches' production cost).
     """
     return {
         **os.environ,
         "ENVIRONMENT": "test",
+        "FAST_PASSWORD_HASHING": "true" if fast_hashing else "false",
         "DATABASE_URL": database_url,
         "DATABASE_URL_DIRECT": direct_url,
         "DB_POOLER": "true" if pooler_guard else "false",
