@@ -176,7 +176,7 @@ class _RememberingHashlib:
 if getattr(asyncpg.protocol.protocol, "hashlib", None) is not hashlib:
     raise ImportError("asyncpg's protocol module no longer derives SCRAM keys through `hashlib`: read scram.pyx again")
 scram_keys = _RememberingHashlib()
-asyncpg.protocol.protocol.hashlib = scram_keys  # type: ignore[attr-defined]
+asyncpg.protocol.protocol.hashlib = scram_keys
 
 
 @contextmanager
