@@ -135,11 +135,12 @@ def socket_has_news(connection: asyncpg.Connection) -> bool:
 # - the key is all of PBKDF2's inputs: a new salt or iteration count (ALTER ROLE ... PASSWORD) or another
 #   password is a miss, derived afresh; a wrong password's proof is still refused by the server;
 # - the value is password-equivalent for SCRAM and lives in the same process memory as the password itself
-#   (the settings); nothing is written anywhere, logged or sent; at most `_SCRAM_KEYS` entries;
+#   (the settings; a SnapStart snapshot holds both alike); nothing is written anywhere, logged or sent; at most
+#   `_SCRAM_KEYS` entries;
 # - only connections opened inside `scram_keys_remembered()` (the app's connector, app.db.connect_to) use it:
 #   any other asyncpg user in the process derives the key as asyncpg does. asyncpg runs the derivation in the
-#   connection's protocol callback, which runs in the context the connection was opened in (asyncio copies it
-#   when it creates the transport), so a context variable tells the two apart;
+#   connection's protocol callback, which runs in the context the connection was opened in (the event loop copies
+#   it when it creates the transport; asyncio's loop and uvloop alike), so a context variable tells the two apart;
 # - everything else the protocol module takes from `hashlib` (`sha256` is bound at import, `md5` for MD5 logins,
 #   `pbkdf2_hmac` with other arguments) passes through to hashlib unchanged.
 _SCRAM_KEYS = 4
