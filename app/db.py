@@ -45,7 +45,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 
 from app.config import DatabaseTarget, Environment, Settings, settings
-from app.db_driver import DRIVER_NAME, driver_connection, socket_has_news
+from app.db_driver import DRIVER_NAME, driver_connection, scram_keys_remembered, socket_has_news
 from app.db_faults import (
     NAMED_STATEMENT_REFUSED,
     ConnectFailure,
@@ -94,14 +94,15 @@ async def connect_to(
     kwargs = asyncpg_connect_kwargs(target, cfg)
     if timeout is not None:
         kwargs["timeout"] = timeout
-    return await asyncpg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=database or url.database,
-        **kwargs,
-    )
+    with scram_keys_remembered():  # SCRAM's 0.85 ms key derivation once per process, not per connection
+        return await asyncpg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=database or url.database,
+            **kwargs,
+        )
 
 
 def make_connector(target: DatabaseTarget, cfg: Settings) -> Callable[[], Awaitable[asyncpg.Connection]]:

@@ -1,11 +1,12 @@
 """The one place that reaches below SQLAlchemy's and asyncpg's public APIs, for the versions checked here.
 
-Three things the public APIs do not offer:
+Things the public APIs do not offer:
 - a dialect that answers SQLAlchemy's first-connect questions from the server's startup report, closes a
   connection without waiting for the server's goodbye, and pings in one round trip (`TaskApiDialect`);
 - whether an idle connection's socket has something to say (`socket_has_news`): after a Lambda sandbox thaws,
   the server's goodbye (pg_terminate_backend's FATAL message, a pooler's or server's close) sits unread in the
-  kernel's buffer, and the event loop has not looked yet.
+  kernel's buffer, and the event loop has not looked yet;
+- SCRAM's key derivation done once per process instead of once per connection (`scram_keys_remembered`).
 
 The dialect is a subclass registered under its own driver name (SQLAlchemy's public dialect registry), so no
 method of SQLAlchemy's own dialect is replaced. The overridden hooks are not public API: importing this module
@@ -14,10 +15,15 @@ with versions outside the ones below fails at once instead of misbehaving quietl
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
+import asyncpg.protocol.protocol
 import sqlalchemy
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
@@ -33,7 +39,7 @@ if not sqlalchemy.__version__.startswith(SQLALCHEMY_SERIES) or not asyncpg.__ver
     raise ImportError(
         f"app/db_driver.py was written for SQLAlchemy {'/'.join(SQLALCHEMY_SERIES)}x and asyncpg "
         f"{'/'.join(ASYNCPG_SERIES)}x, found SQLAlchemy {sqlalchemy.__version__} and asyncpg {asyncpg.__version__}: "
-        "check the dialect hooks and Connection._transport there, then add the series"
+        "check the dialect hooks, Connection._transport and the protocol module's hashlib there, then add the series"
     )
 
 
@@ -114,3 +120,71 @@ def socket_has_news(connection: asyncpg.Connection) -> bool:
         return True
     readable, _, _ = select.select([sock], [], [], 0)
     return bool(readable)
+
+
+# --- SCRAM's salted password, derived once per process -----------------------------------------------------
+#
+# Every SCRAM-SHA-256 login derives SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, iterations): 4096
+# iterations, ~0.85 ms of CPU, on every fresh connection (DB_POOL=null opens one per invocation). The salt and
+# the iteration count are the role's, the same at every login until its password is set again, so the result is
+# the same every time. asyncpg 0.32's compiled protocol module derives it with `hashlib.pbkdf2_hmac(...)` through
+# its module global `hashlib` (scram.pyx, included in asyncpg.protocol.protocol); that global is replaced by
+# `_RememberingHashlib`, which hands back an earlier result for the same (password, salt, iterations).
+#
+# Safe because:
+# - the key is all of PBKDF2's inputs: a new salt or iteration count (ALTER ROLE ... PASSWORD) or another
+#   password is a miss, derived afresh; a wrong password's proof is still refused by the server;
+# - the value is password-equivalent for SCRAM and lives in the same process memory as the password itself
+#   (the settings; a SnapStart snapshot holds both alike); nothing is written anywhere, logged or sent; at most
+#   `_SCRAM_KEYS` entries;
+# - only connections opened inside `scram_keys_remembered()` (the app's connector, app.db.connect_to) use it:
+#   any other asyncpg user in the process derives the key as asyncpg does. asyncpg runs the derivation in the
+#   connection's protocol callback, which runs in the context the connection was opened in (the event loop copies
+#   it when it creates the transport; asyncio's loop and uvloop alike), so a context variable tells the two apart;
+# - everything else the protocol module takes from `hashlib` (`sha256` is bound at import, `md5` for MD5 logins,
+#   `pbkdf2_hmac` with other arguments) passes through to hashlib unchanged.
+_SCRAM_KEYS = 4
+_remember_scram_keys: contextvars.ContextVar[bool] = contextvars.ContextVar("remember_scram_keys", default=False)
+
+
+class _RememberingHashlib:
+    """The `hashlib` asyncpg's protocol module sees: hashlib, with SCRAM's PBKDF2 remembered (see above)."""
+
+    def __init__(self) -> None:
+        self._salted_passwords: dict[tuple[bytes, bytes, int], bytes] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(hashlib, name)
+
+    def pbkdf2_hmac(
+        self, hash_name: str, password: bytes, salt: bytes, iterations: int, dklen: int | None = None
+    ) -> bytes:
+        if hash_name != "sha256" or dklen is not None or not _remember_scram_keys.get():
+            return hashlib.pbkdf2_hmac(hash_name, password, salt, iterations, dklen)
+        key = (bytes(password), bytes(salt), iterations)
+        salted = self._salted_passwords.get(key)
+        if salted is None:
+            salted = hashlib.pbkdf2_hmac(hash_name, password, salt, iterations)
+            if len(self._salted_passwords) >= _SCRAM_KEYS:
+                del self._salted_passwords[next(iter(self._salted_passwords))]  # the oldest
+            self._salted_passwords[key] = salted
+        return salted
+
+    def forget(self) -> None:
+        self._salted_passwords.clear()
+
+
+if getattr(asyncpg.protocol.protocol, "hashlib", None) is not hashlib:
+    raise ImportError("asyncpg's protocol module no longer derives SCRAM keys through `hashlib`: read scram.pyx again")
+scram_keys = _RememberingHashlib()
+asyncpg.protocol.protocol.hashlib = scram_keys
+
+
+@contextmanager
+def scram_keys_remembered() -> Iterator[None]:
+    """Connections opened inside derive each (password, salt, iterations)'s SCRAM key once per process."""
+    token = _remember_scram_keys.set(True)
+    try:
+        yield
+    finally:
+        _remember_scram_keys.reset(token)

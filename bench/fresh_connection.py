@@ -5,7 +5,9 @@
 The list request's database work (`app.queries.tasks.list_tasks` on a LazyConnection, no FastAPI, no Mangum),
 against what asyncpg alone needs for the same work, all on one event loop, in rounds that alternate the rows (the
 median of the rounds is printed, as the machine's load drifts):
-- asyncpg connect + close, and connect + terminate (what the app's dialect does at close);
+- asyncpg connect + close, and connect + terminate (what the app's dialect does at close) through the app's
+  connector, which derives SCRAM's key once per process (app.db_driver), and the same with the key derived every
+  time, as asyncpg alone does: the key derivation's cost inside a connect;
 - asyncpg connect, prepare and fetch the app's own list statement, terminate: the least a connection per
   invocation can cost for this request;
 - the app's LazyConnection opened and closed with no statement (SQLAlchemy's pool and connection wrappers);
@@ -41,6 +43,7 @@ def main() -> int:
 
     import app.db
     from app.config import normalize_database_url, settings
+    from app.db_driver import scram_keys
     from app.models.task import TaskListQuery
     from app.queries import tasks as task_queries
     from app.security import read_access_token
@@ -58,6 +61,10 @@ def main() -> int:
         await connection.close()
 
     async def connect_terminate() -> None:
+        (await app.db.connect_to(target)).terminate()
+
+    async def connect_terminate_deriving() -> None:
+        scram_keys.forget()
         (await app.db.connect_to(target)).terminate()
 
     async def asyncpg_statement() -> None:
@@ -84,7 +91,8 @@ def main() -> int:
 
     rows = {
         "asyncpg connect + close (the warm bench's connect floor)": connect_close,
-        "asyncpg connect + terminate": connect_terminate,
+        "asyncpg connect + terminate (app's connector, SCRAM key remembered)": connect_terminate,
+        "asyncpg connect + terminate (app's connector, SCRAM key derived each time)": connect_terminate_deriving,
         "asyncpg connect + prepare + fetch the list statement + terminate": asyncpg_statement,
         "app: LazyConnection open + close, no statement (DB_POOL=null)": lazy_connection_only,
         "app: list query, DB_POOL=null (fresh connection)": app_query("null"),
