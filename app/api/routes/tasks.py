@@ -5,18 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, get_origin
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch
 from app.api.documents import json_response
 from app.api.problems import R415, TOKEN_ERRORS, MalformedIfMatch, documented
+from app.api.route_groups import route_group
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import TaskNotFound, VersionMismatch
 from app.queries import tasks as task_queries
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = route_group("/tasks", "tasks")
 
 TaskId = Annotated[uuid.UUID, Path(description="The task's id (a UUID).")]
 
