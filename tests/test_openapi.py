@@ -82,3 +82,25 @@ async def test_schemas_carry_examples_and_the_due_date_rule(client):
 async def test_docs_page_is_served(client):
     response = await client.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+async def test_every_schema_reference_resolves(client):
+    """Some responses name ErrorMessage's schema by reference (app.api.problems.documented(by_reference=True))."""
+    spec = (await client.get("/openapi.json")).json()
+    references: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                references.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    assert "#/components/schemas/ErrorMessage" in references
+    for reference in references:
+        assert reference.startswith("#/components/schemas/"), reference
+        assert reference.removeprefix("#/components/schemas/") in spec["components"]["schemas"], reference
