@@ -4,4 +4,8 @@ from starlette.routing import BaseRoute
 
 from app.api.routes import auth, health, tags, tasks, users
 
-api_routes: list[BaseRoute] = [route for module in (health, auth, users, tasks, tags) for route in module.router.routes]
+api_routes: list[BaseRoute] = [
+    route
+    for router in (health.router, auth.router, users.router, tasks.listing, tasks.router, tags.router)
+    for route in router.routes
+]
