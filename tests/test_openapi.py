@@ -104,3 +104,17 @@ async def test_every_schema_reference_resolves(client):
     for reference in references:
         assert reference.startswith("#/components/schemas/"), reference
         assert reference.removeprefix("#/components/schemas/") in spec["components"]["schemas"], reference
+
+
+def test_every_route_with_a_body_checks_its_media_type():
+    """Routes declared `bodiless` (app.api.route_groups) go without the check: none of them may take a body."""
+    from fastapi.routing import APIRoute
+
+    from app.api.limits import require_declared_media_type
+    from app.main import app
+
+    routes = [route for route in app.routes if isinstance(route, APIRoute) and route.path.startswith("/api/v1/")]
+    assert routes
+    for route in routes:
+        checked = any(depends.dependency is require_declared_media_type for depends in route.dependencies)
+        assert checked or route.body_field is None, route.path

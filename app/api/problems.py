@@ -269,20 +269,25 @@ def documented(*errors: type[Exception] | Problem, by_reference: bool = False) -
     built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
     a second entry with the same status would replace the first.
 
-    `by_reference`, for the responses every route declares (app/api/route_groups.py): ErrorMessage's schema
-    written by reference, as FastAPI writes it for the model. For each route's response with a `model`, FastAPI
-    builds a pydantic TypeAdapter when the route is declared (at import; ~0.4 M instructions each), used only
-    for the OpenAPI document, which is the same either way. The schema is in the document through the routes'
-    own errors (tests/test_openapi.py checks that every reference resolves)."""
+    `by_reference`, for the responses many routes declare (app/api/route_groups.py's, and a status whose errors
+    are all TOKEN_ERRORS): ErrorMessage's schema written by reference, as FastAPI writes it for the model. For
+    each route's response with a `model`, FastAPI builds a pydantic TypeAdapter when the route is declared (at
+    import; ~0.35 M instructions each), used only for the OpenAPI document, which is the same either way. The
+    schema is in the document through the other errors (tests/test_openapi.py checks that every reference
+    resolves)."""
     by_status: dict[int, list[Problem]] = {}
     for error in errors:
         problem = error if isinstance(error, Problem) else PROBLEMS[error]
         by_status.setdefault(problem.status, []).append(problem)
-    return {code: _response_doc(problems, by_reference) for code, problems in sorted(by_status.items())}
+    return {
+        code: _response_doc(problems, by_reference or all(problem in TOKEN_PROBLEMS for problem in problems))
+        for code, problems in sorted(by_status.items())
+    }
 
 
 # What a request with a bearer token can be answered 401 for.
 TOKEN_ERRORS = (MissingToken, InvalidToken, AccountGone)
+TOKEN_PROBLEMS = [PROBLEMS[error] for error in TOKEN_ERRORS]
 # Every route that runs a statement: app/errors.py decides which of these (503s and 504s) a failure is.
 DATABASE_ERRORS = documented(*DATABASE_FAILURES, by_reference=True)
 # Sent by app.api.limits.BodySizeLimit before any route runs, so documented here rather than raised.

@@ -17,7 +17,7 @@ from app.api.route_groups import route_group
 from app.config import settings
 from app.errors import RETRY_AFTER_SECONDS, database_failure
 
-router = route_group("/health", "health", database=False)
+router = route_group("/health", "health", database=False, bodiless=True)
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
 READINESS_QUERY = text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")

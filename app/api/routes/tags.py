@@ -11,7 +11,7 @@ from app.api.route_groups import route_group
 from app.models.task import TagCount
 from app.queries import tasks as task_queries
 
-router = route_group("/tags", "tasks")
+router = route_group("/tags", "tasks", bodiless=True)
 
 
 @router.get(
