@@ -76,8 +76,8 @@ async def _page(token: AccessToken, query: TaskListQuery, connection: LazyConnec
 async def list_tasks(request: Request) -> Response:
     """The documented route's dependencies, called here in the order FastAPI would solve them (the token's 401
     before the query's 422), and its connection closed when the page is built: FastAPI's solving of four
-    dependencies, one with an exit (a context manager, a cancel scope, an exit stack), was a fifth of a warm
-    list request's CPU."""
+    dependencies, one with an exit (a context manager, a cancel scope, an exit stack), was an eighth of a warm
+    list request's instructions."""
     token = await current_token(request, await oauth2_scheme(request))
     query = await list_query(request)
     async with request_connection() as connection:
