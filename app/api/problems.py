@@ -269,8 +269,8 @@ def documented(*errors: type[Exception] | Problem, by_reference: bool = False) -
     built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
     a second entry with the same status would replace the first.
 
-    `by_reference`, for the responses many routes declare (app/api/route_groups.py's, and a status whose errors
-    are all TOKEN_ERRORS): ErrorMessage's schema written by reference, as FastAPI writes it for the model. For
+    `by_reference`, for the responses many routes declare (app/api/route_groups.py's, R415, and a status whose
+    errors are all TOKEN_ERRORS): ErrorMessage's schema written by reference, as FastAPI writes it for the model. For
     each route's response with a `model`, FastAPI builds a pydantic TypeAdapter when the route is declared (at
     import; ~0.35 M instructions each), used only for the OpenAPI document, which is the same either way. The
     schema is in the document through the other errors (tests/test_openapi.py checks that every reference
@@ -304,4 +304,4 @@ UNSUPPORTED_MEDIA_TYPE = Problem(
     "The body is not of the media type this operation takes (see requestBody)",
     example={"declared": "application/json", "what": "Content-Type 'text/plain'"},
 )
-R415 = documented(UNSUPPORTED_MEDIA_TYPE)
+R415 = documented(UNSUPPORTED_MEDIA_TYPE, by_reference=True)
