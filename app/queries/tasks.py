@@ -7,7 +7,8 @@ authorises and does the work, and a deleted user loses access at once.
 Statements are built once per shape (which filters are present, the sort, the cursor; which columns a PATCH
 sets) with `bindparam()`s, and reused with each request's values: building one costs more CPU than running it.
 Rows are returned as documents shaped like TaskRead (its fields in order) without validating them again: the
-columns already have TaskRead's types, and tests/test_documents.py checks that the JSON is the same.
+columns already have TaskRead's types (the list's ids come as their text: `_as_sent`), and tests/test_documents.py
+checks that the JSON is the same.
 """
 
 from __future__ import annotations
