@@ -369,11 +369,19 @@ class LazyConnection:
             connection, self._connection = self._connection, None
             await connection.close()
 
+    async def __aenter__(self) -> LazyConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def request_connection() -> LazyConnection:
+    """The request's connection on the current engine, closed when its `async with` block ends."""
+    return LazyConnection(engine)
+
 
 async def autocommit_connection() -> AsyncIterator[LazyConnection]:
     """For requests whose work is one statement: see LazyConnection."""
-    connection = LazyConnection(engine)
-    try:
+    async with request_connection() as connection:
         yield connection
-    finally:
-        await connection.close()

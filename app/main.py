@@ -9,12 +9,10 @@ from starlette.types import ASGIApp
 
 from app.api.limits import BodySizeLimit
 from app.api.problems import register_problem_handlers
-from app.api.router import api_router
+from app.api.router import api_routes
 from app.config import settings
 from app.errors import register_error_handlers
 from app.observability import RequestLogMiddleware, configure_logging
-
-API_PREFIX = "/api/v1"
 
 
 class TaskAPI(FastAPI):
@@ -47,7 +45,9 @@ def create_app() -> FastAPI:
         )
     register_error_handlers(app)
     register_problem_handlers(app)
-    app.include_router(api_router, prefix=API_PREFIX)
+    # The routes themselves, not an included router: FastAPI 0.165 matches an included router's routes once
+    # more per level of nesting (app.api.route_groups).
+    app.router.routes.extend(api_routes)
     return app
 
 

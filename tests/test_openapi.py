@@ -82,3 +82,39 @@ async def test_schemas_carry_examples_and_the_due_date_rule(client):
 async def test_docs_page_is_served(client):
     response = await client.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+async def test_every_schema_reference_resolves(client):
+    """Some responses name ErrorMessage's schema by reference (app.api.problems.documented(by_reference=True))."""
+    spec = (await client.get("/openapi.json")).json()
+    references: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                references.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    assert "#/components/schemas/ErrorMessage" in references
+    for reference in references:
+        assert reference.startswith("#/components/schemas/"), reference
+        assert reference.removeprefix("#/components/schemas/") in spec["components"]["schemas"], reference
+
+
+def test_every_route_with_a_body_checks_its_media_type():
+    """Routes declared `bodiless` (app.api.route_groups) go without the check: none of them may take a body."""
+    from fastapi.routing import APIRoute
+
+    from app.api.limits import require_declared_media_type
+    from app.main import app
+
+    routes = [route for route in app.routes if isinstance(route, APIRoute) and route.path.startswith("/api/v1/")]
+    assert routes
+    for route in routes:
+        checked = any(depends.dependency is require_declared_media_type for depends in route.dependencies)
+        assert checked or route.body_field is None, route.path

@@ -238,9 +238,9 @@ def _header_value(name: str, value: str) -> Any:
     return int(value) if HEADERS[name]["schema"]["type"] == "integer" else value
 
 
-def _response_doc(problems: list[Problem]) -> dict[str, Any]:
+def _response_doc(problems: list[Problem], by_reference: bool = False) -> dict[str, Any]:
     """One status's documented response: every Problem's body and headers as a named example (the Problem's
-    name names both, so a body's example and its headers' go together)."""
+    name names both, so a body's example and its headers' go together). `by_reference`: see `documented`."""
     descriptions = [problem.description for problem in problems]
     examples: dict[str, Any] = {}
     headers: dict[str, dict[str, Any]] = {}
@@ -255,31 +255,46 @@ def _response_doc(problems: list[Problem]) -> dict[str, Any]:
         "description": descriptions[0] if len(descriptions) == 1 else "\n".join(f"- {d}" for d in descriptions),
         "content": {"application/json": {"examples": examples}},
     }
+    if by_reference:
+        # What FastAPI writes for the model (after the examples), without the model itself.
+        del doc["model"]
+        doc["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
     if headers:
         doc["headers"] = headers
     return doc
 
 
-def documented(*errors: type[Exception] | Problem) -> dict[int | str, dict[str, Any]]:
+def documented(*errors: type[Exception] | Problem, by_reference: bool = False) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI `responses=` entry of these errors (domain exceptions, or Problems), grouped by status, each
     built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
-    a second entry with the same status would replace the first."""
+    a second entry with the same status would replace the first.
+
+    `by_reference`, for the responses many routes declare (app/api/route_groups.py's, R415, and a status whose
+    errors are all TOKEN_ERRORS): ErrorMessage's schema written by reference, as FastAPI writes it for the model. For
+    each route's response with a `model`, FastAPI builds a pydantic TypeAdapter when the route is declared (at
+    import; ~0.35 M instructions each), used only for the OpenAPI document, which is the same either way. The
+    schema is in the document through the other errors (tests/test_openapi.py checks that every reference
+    resolves)."""
     by_status: dict[int, list[Problem]] = {}
     for error in errors:
         problem = error if isinstance(error, Problem) else PROBLEMS[error]
         by_status.setdefault(problem.status, []).append(problem)
-    return {code: _response_doc(problems) for code, problems in sorted(by_status.items())}
+    return {
+        code: _response_doc(problems, by_reference or all(problem in TOKEN_PROBLEMS for problem in problems))
+        for code, problems in sorted(by_status.items())
+    }
 
 
 # What a request with a bearer token can be answered 401 for.
 TOKEN_ERRORS = (MissingToken, InvalidToken, AccountGone)
+TOKEN_PROBLEMS = [PROBLEMS[error] for error in TOKEN_ERRORS]
 # Every route that runs a statement: app/errors.py decides which of these (503s and 504s) a failure is.
-DATABASE_ERRORS = documented(*DATABASE_FAILURES)
+DATABASE_ERRORS = documented(*DATABASE_FAILURES, by_reference=True)
 # Sent by app.api.limits.BodySizeLimit before any route runs, so documented here rather than raised.
 BODY_TOO_LARGE_PROBLEM = Problem(
     "body_too_large", 413, BODY_TOO_LARGE, "The request body is over 1 MB; nothing was read or written"
 )
-R413 = documented(BODY_TOO_LARGE_PROBLEM)
+R413 = documented(BODY_TOO_LARGE_PROBLEM, by_reference=True)
 # Sent by app.api.limits (through `http_problem` too) with the operation's media type and the request's
 # Content-Type in its message.
 UNSUPPORTED_MEDIA_TYPE = Problem(
@@ -289,4 +304,4 @@ UNSUPPORTED_MEDIA_TYPE = Problem(
     "The body is not of the media type this operation takes (see requestBody)",
     example={"declared": "application/json", "what": "Content-Type 'text/plain'"},
 )
-R415 = documented(UNSUPPORTED_MEDIA_TYPE)
+R415 = documented(UNSUPPORTED_MEDIA_TYPE, by_reference=True)

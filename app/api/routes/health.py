@@ -7,17 +7,17 @@ import time
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from app import db
+from app.api.route_groups import route_group
 from app.config import settings
 from app.errors import RETRY_AFTER_SECONDS, database_failure
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = route_group("/health", "health", database=False, bodiless=True)
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
 READINESS_QUERY = text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from app.api.deps import ConnectionDep, CurrentToken
 from app.api.documents import json_response
 from app.api.problems import TOKEN_ERRORS, documented
+from app.api.route_groups import route_group
 from app.models.task import TagCount
 from app.queries import tasks as task_queries
 
-router = APIRouter(prefix="/tags", tags=["tasks"])
+router = route_group("/tags", "tasks", bodiless=True)
 
 
 @router.get(

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
 from app.api.documents import json_response
 from app.api.problems import R415, TOKEN_ERRORS, WrongCurrentPassword, documented
+from app.api.route_groups import route_group
 from app.models.user import UserRead, UserUpdate
 from app.queries import PasswordChangedConcurrently
 from app.queries import users as user_queries
 from app.security import hash_password, verify_password
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = route_group("/users", "users")
 
 
 @router.get(
