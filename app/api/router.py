@@ -9,7 +9,10 @@ from starlette.routing import BaseRoute
 from app.api.routes import auth, health, tags, tasks, users
 
 api_routes: list[BaseRoute] = [
-    route
-    for router in (tasks.listing, health.router, auth.router, users.router, tasks.router, tags.router)
-    for route in router.routes
+    tasks.listing,
+    *(
+        route
+        for router in (health.router, auth.router, users.router, tasks.router, tags.router)
+        for route in router.routes
+    ),
 ]

@@ -8,11 +8,12 @@ from typing import Annotated, Any, get_origin
 from fastapi import Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.routing import Route
 
 from app.api.deps import ConnectionDep, CurrentToken, IfMatch, current_token, oauth2_scheme
 from app.api.documents import json_response
 from app.api.problems import R415, TOKEN_ERRORS, MalformedIfMatch, documented
-from app.api.route_groups import route_group
+from app.api.route_groups import API_PREFIX, route_group
 from app.db import LazyConnection, request_connection
 from app.models.task import TaskCreate, TaskListQuery, TaskPage, TaskRead, TaskUpdate
 from app.queries import TaskNotFound, VersionMismatch
@@ -20,9 +21,6 @@ from app.queries import tasks as task_queries
 from app.security import AccessToken
 
 router = route_group("/tasks", "tasks")
-# The route that answers GET /api/v1/tasks (`list_tasks`, a warm invocation's most frequent request), matched
-# before `router`'s routes (app/api/router.py). It declares no body.
-listing = route_group("/tasks", "tasks", bodiless=True)
 
 TaskId = Annotated[uuid.UUID, Path(description="The task's id (a UUID).")]
 
@@ -72,7 +70,6 @@ async def _page(token: AccessToken, query: TaskListQuery, connection: LazyConnec
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
-@listing.get("", include_in_schema=False, name="list_tasks")
 async def list_tasks(request: Request) -> Response:
     """The documented route's dependencies, called here in the order FastAPI would solve them (the token's 401
     before the query's 422), and its connection closed when the page is built: FastAPI's solving of four
@@ -82,6 +79,15 @@ async def list_tasks(request: Request) -> Response:
     query = await list_query(request)
     async with request_connection() as connection:
         return await _page(token, query, connection)
+
+
+# The route that answers GET /api/v1/tasks (a warm invocation's most frequent request), matched before `router`'s
+# routes (app/api/router.py). A plain Starlette route: `list_tasks` takes the request and needs nothing of
+# FastAPI's request handling (its dependency solving and exit stack, another ~10 % of a warm list request);
+# errors reach the application's exception handlers as from any route. Starlette adds HEAD to a GET route: taken
+# out, as no route of the API answers HEAD (405, as before).
+listing = Route(f"{API_PREFIX}/tasks", list_tasks, methods=["GET"], name="list_tasks", include_in_schema=False)
+listing.methods = {"GET"}
 
 
 @router.get(
