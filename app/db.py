@@ -1,25 +1,27 @@
-"""The engine and the request-scoped database dependency.
+"""The engine and the request's database connection (`LazyConnection`, the `ConnectionDep` of the routes).
 
 Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
-first connection is opened by the first request that needs one.
+first connection is opened by the first statement that needs one.
 
 DB_POOL picks how connections live: `null` (the default) opens one per request; `single` keeps at most one per
 process across Lambda invocations (Mangum keeps its event loop), for a pooled endpoint; `queue` is a pool for
 long-running servers. What matters is round trips per request:
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
-- SQLAlchemy's four first-connect queries are answered from what the server reports at startup;
-- closing a connection sends Terminate and drops the socket without waiting for the server to hang up;
-- with DB_POOL=queue, the checkout ping is one round trip (not BEGIN; ; ROLLBACK);
+- the dialect (app/db_dialect.py) answers SQLAlchemy's first-connect questions from the server's startup
+  report, closes without waiting for the server's goodbye and pings in one round trip;
 - with DB_POOL=single, a kept connection is checked without a round trip before use, a warm read reuses its
   named prepared statement (one Bind/Execute round trip), and a statement that meets a dead connection is
   sent again only when that is provably safe (LazyConnection);
-- every route's work is one statement, run in autocommit (no BEGIN/COMMIT round trips) via
-  `autocommit_connection` (the engine's isolation level).
+- every route's work is one statement, run in autocommit (no BEGIN/COMMIT round trips).
+
+Failures leave this module as the app's own errors only (app/db_faults.py: DatabaseUnavailable,
+StatementTimeout, ConnectionLost), which app/errors.py answers with 503 or 504. Anything else (a constraint
+the route did not expect, a bug) stays what it is: a 500.
 
 Statements are bounded by `DB_COMMAND_TIMEOUT` on the client: asyncpg sends the server a CancelRequest (it
-goes through PgBouncer too) and the request gets a 504 (app/errors.py). That guard dies with a frozen or
-killed Lambda; the server-side one is the role's own setting, which PgBouncer and Neon's pooler accept (a
-`statement_timeout` startup parameter they reject), e.g. `ALTER ROLE app SET statement_timeout = '20s'`.
+goes through PgBouncer too) and the request gets a 504. That guard dies with a frozen or killed Lambda; the
+server-side one is the role's own setting, which PgBouncer and Neon's pooler accept (a `statement_timeout`
+startup parameter they reject), e.g. `ALTER ROLE app SET statement_timeout = '20s'`.
 """
 
 from __future__ import annotations
@@ -30,38 +32,33 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
 from sqlalchemy import Select, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 
 from app.config import DatabaseTarget, Environment, Settings, settings
-from app.db_driver import DRIVER_NAME, driver_connection, scram_keys_remembered, socket_has_news
+from app.db_dialect import CONNECTION_GONE, DRIVER_NAME, closed_while_idle
 from app.db_faults import (
     NAMED_STATEMENT_REFUSED,
     ConnectFailure,
+    ConnectionLost,
     DatabaseUnavailable,
     StatementTimeout,
     backoff_delays,
     classify_connect_error,
     connect_failed,
 )
-from app.errors import DISCONNECT_ERRORS
 from app.observability import exception_chain
 
 logger = logging.getLogger("app.db")
 
-# The engine's DB_COMMAND_TIMEOUT, carried as a (user-defined) execution option, for StatementTimeout's message.
-COMMAND_TIMEOUT_OPTION = "task_api_command_timeout"
 # Below this, an attempt cannot even finish a TCP handshake plus a login: not worth starting.
 MIN_ATTEMPT_SECONDS = 0.05
 
@@ -86,60 +83,20 @@ def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, A
 async def connect_to(
     target: DatabaseTarget, cfg: Settings = settings, *, database: str | None = None, timeout: float | None = None
 ) -> asyncpg.Connection:
-    """One asyncpg connection to `target` (or to another `database` on the same server), no retries.
-
-    The engine's connector and the scripts (seed, init, backup, restore) all connect through here.
-    """
+    """One plain asyncpg connection to `target` (or to another `database` on the same server), no retries:
+    for the scripts (seed, init, backup, restore), which need asyncpg's own API (COPY, advisory locks)."""
     url = target.url
     kwargs = asyncpg_connect_kwargs(target, cfg)
     if timeout is not None:
         kwargs["timeout"] = timeout
-    with scram_keys_remembered():  # SCRAM's 0.85 ms key derivation once per process, not per connection
-        return await asyncpg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=database or url.database,
-            **kwargs,
-        )
-
-
-def make_connector(target: DatabaseTarget, cfg: Settings) -> Callable[[], Awaitable[asyncpg.Connection]]:
-    """An `async_creator` that connects with retries, all within `DB_CONNECT_TIMEOUT` in total.
-
-    Only "not yet" errors are retried (app.db_faults.classify_connect_error), after exponentially growing,
-    jittered delays. Every way of failing ends in DatabaseUnavailable, with the last error chained: the
-    handler answers 503 (app.errors), and a connect timeout is never mistaken for a statement timeout.
-    """
-    budget = cfg.DB_CONNECT_TIMEOUT
-
-    async def connect() -> asyncpg.Connection:
-        deadline = time.monotonic() + budget
-        delays = backoff_delays()
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return await connect_to(target, cfg, timeout=max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS))
-            except Exception as error:
-                failure = classify_connect_error(error)
-                if failure is None:
-                    raise  # not about the database: a bug, shown as such
-                delay = next(delays)
-                if failure is not ConnectFailure.retry or deadline - time.monotonic() < delay + MIN_ATTEMPT_SECONDS:
-                    raise connect_failed(attempts, failure, error, target.url.host or "") from error
-                # The type and SQLSTATE only: messages can name hosts and users.
-                logger.info(
-                    "database connect attempt %d failed (%s %s); retrying in %.2f s",
-                    attempts,
-                    type(error).__name__,
-                    getattr(error, "sqlstate", ""),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-
-    return connect
+    return await asyncpg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=database or url.database,
+        **kwargs,
+    )
 
 
 class PreparedStatements:
@@ -172,14 +129,20 @@ class PreparedStatements:
             logger.warning("the pooler does not keep prepared statements: using unnamed statements from now on")
         self.named = False
 
+    def connect_arguments(self) -> dict[str, Any]:
+        """The adapter's statement options for the next connection (SQLAlchemy's documented asyncpg arguments)."""
+        if self.named:
+            return {"prepared_statement_cache_size": 100, "prepared_statement_name_func": self.next_name}
+        return {"prepared_statement_cache_size": 0}
+
 
 def check_idle_connection(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
     """Pool checkout hook (DB_POOL=single): refuse a connection the server or the pooler has already closed.
 
-    No round trip: see app.db_driver.socket_has_news. Raising DisconnectionError makes the pool discard the
+    No round trip (app.db_dialect.closed_while_idle). Raising DisconnectionError makes the pool discard the
     connection and open a fresh one (SQLAlchemy's documented custom-ping pattern).
     """
-    if socket_has_news(driver_connection(dbapi_connection)):
+    if dbapi_connection.run_async(closed_while_idle):
         logger.info("the kept database connection was closed while idle; opening a new one")
         raise sa_exc.DisconnectionError("the kept connection was closed while idle")
 
@@ -187,6 +150,7 @@ def check_idle_connection(dbapi_connection: Any, connection_record: Any, connect
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
     """The application's engine for `target`. No I/O happens here."""
     pool_args: dict[str, Any]
+    connect_args = asyncpg_connect_kwargs(target, cfg)
     if cfg.DB_POOL == "queue":
         # Long-running servers (uvicorn, containers): keep connections; verify them after idle periods.
         # All 15 are kept, none is overflow: a request holds its connection only for its one statement, so
@@ -195,6 +159,9 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         # moment later: with 5 + 10 overflow, 32 clients made ~22 new sessions per 100 requests
         # (bench/throughput.py counts them).
         pool_args = {"pool_size": 15, "max_overflow": 0, "pool_recycle": 3600, "pool_pre_ping": True}
+        # SQLAlchemy's per-connection statement cache pays off with long-lived connections; behind a
+        # transaction pooler a cached statement may not exist on the next server connection.
+        connect_args["prepared_statement_cache_size"] = 0 if target.behind_pooler else 100
     elif cfg.DB_POOL == "single":
         # One connection per process, kept across Lambda invocations (Mangum keeps its event loop). Requests that
         # overlap in one process (only under uvicorn) wait for it rather than open a second one: "at most one
@@ -213,48 +180,49 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
             )
     else:
         pool_args = {"poolclass": NullPool}
-    connect = make_connector(target, cfg)
-    statements = PreparedStatements()
-    # SQLAlchemy's own per-connection statement cache only pays off with long-lived connections, and behind
-    # a transaction pooler a cached statement may not exist on the next server connection: only with
-    # DB_POOL=single are they named uniquely and given up when the pooler refuses them.
-    queue_cache = 100 if cfg.DB_POOL == "queue" and not target.behind_pooler else 0
-
-    def creator() -> Any:
-        # The form `async_creator=` uses internally, plus the adapter arguments it cannot pass.
-        if cfg.DB_POOL == "single" and statements.named:
-            options: dict[str, Any] = {
-                "prepared_statement_cache_size": 100,
-                "prepared_statement_name_func": statements.next_name,
-            }
-        else:
-            options = {"prepared_statement_cache_size": queue_cache}
-        return dbapi.connect(async_creator_fn=connect, **options)
+        connect_args["prepared_statement_cache_size"] = 0  # a connection lives for one statement
 
     engine = create_async_engine(
         target.url.set(drivername=DRIVER_NAME),
-        creator=creator,
+        connect_args=connect_args,
         echo=cfg.DB_ECHO,
         # Bound parameters (password hashes, emails, task text) stay out of logs and error messages in
         # production; locally they help debugging.
         hide_parameters=cfg.ENVIRONMENT is Environment.production,
-        execution_options={COMMAND_TIMEOUT_OPTION: cfg.DB_COMMAND_TIMEOUT},
         # Every statement of the app is atomic on its own (one per request): no BEGIN/COMMIT round trips. Set on
         # the engine, each new connection is put in autocommit once; an autocommit view of the engine
         # (execution_options) would set it again on every checkout and reset it at every check-in.
         isolation_level="AUTOCOMMIT",
         **pool_args,
     )
-    dbapi: Any = engine.dialect.loaded_dbapi
-    if cfg.DB_POOL == "single":
+    statements = PreparedStatements() if cfg.DB_POOL == "single" else None
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def connect_options(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        # SQLAlchemy's documented hook for per-connection arguments: this attempt's share of the budget, and
+        # with DB_POOL=single whether its statements are named.
+        deadline = connect_deadline.get()
+        if deadline is not None:
+            cparams["timeout"] = max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS)
+        if statements is not None:
+            cparams.update(statements.connect_arguments())
+
+    if statements is not None:
         event.listen(engine.sync_engine.pool, "checkout", check_idle_connection)
         engine_retries[engine] = statements
+    command_timeouts[engine] = cfg.DB_COMMAND_TIMEOUT
+    connect_budgets[engine] = cfg.DB_CONNECT_TIMEOUT
     return engine
 
 
-# The engines whose LazyConnections may send a statement again (DB_POOL=single), with their prepared-statement
-# state. Per engine because tests and benches build engines of their own.
+# When the connection being opened must be ready (open_connection): each attempt gets what is left of the budget.
+connect_deadline: ContextVar[float | None] = ContextVar("connect_deadline", default=None)
+
+# Per engine, because tests and benches build engines of their own: the engines whose LazyConnections may send
+# a statement again (DB_POOL=single) with their prepared-statement state, and each engine's bounds.
 engine_retries: weakref.WeakKeyDictionary[AsyncEngine, PreparedStatements] = weakref.WeakKeyDictionary()
+command_timeouts: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
+connect_budgets: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
 
 
 def renew_statement_names() -> None:
@@ -264,9 +232,58 @@ def renew_statement_names() -> None:
         statements.renew()
 
 
-# The one engine. Every user looks it up here at call time (LazyConnection, health/db),
+# The one engine. Every user looks it up here at call time (request_connection, health/db),
 # so replacing `app.db.engine` (tests, benches) replaces it everywhere.
 engine: AsyncEngine = create_engine(settings.database)
+
+
+async def open_connection(engine: AsyncEngine) -> AsyncConnection:
+    """A connection of `engine`, with connection setup retried within DB_CONNECT_TIMEOUT in total.
+
+    Only "not yet" errors are retried (app.db_faults.classify_connect_error), after exponentially growing,
+    jittered delays. Every way of failing ends in DatabaseUnavailable, with the last error chained, so a
+    connect timeout is never mistaken for a statement timeout.
+    """
+    budget = connect_budgets.get(engine, settings.DB_CONNECT_TIMEOUT)
+    deadline = time.monotonic() + budget
+    token = connect_deadline.set(deadline)
+    try:
+        return await _connect_with_retries(engine, deadline)
+    finally:
+        connect_deadline.reset(token)
+
+
+async def _connect_with_retries(engine: AsyncEngine, deadline: float) -> AsyncConnection:
+    delays = backoff_delays()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await engine.connect()
+        except sa_exc.TimeoutError as error:
+            # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
+            raise DatabaseUnavailable(attempts) from error
+        except Exception as error:
+            cause = next(
+                (item for item in exception_chain(error, "orig", "__cause__") if classify_connect_error(item)),
+                None,
+            )
+            if cause is None:
+                raise  # not about the database: a bug, shown as such
+            failure = classify_connect_error(cause)
+            assert failure is not None
+            delay = next(delays)
+            if failure is not ConnectFailure.retry or deadline - time.monotonic() < delay + MIN_ATTEMPT_SECONDS:
+                raise connect_failed(attempts, failure, cause, engine.url.host or "") from error
+            # The type and SQLSTATE only: messages can name hosts and users.
+            logger.info(
+                "database connect attempt %d failed (%s %s); retrying in %.2f s",
+                attempts,
+                type(cause).__name__,
+                getattr(cause, "sqlstate", ""),
+                delay,
+            )
+            await asyncio.sleep(delay)
 
 
 def is_read(statement: Any) -> bool:
@@ -274,6 +291,13 @@ def is_read(statement: Any) -> bool:
     if not isinstance(statement, Select):
         return False
     return not any(getattr(element, "is_dml", False) for element in visitors.iterate(statement))
+
+
+def _lost(error: sa_exc.DBAPIError) -> bool:
+    """Whether a statement failed because its connection died (not because the server refused it)."""
+    return error.connection_invalidated or any(
+        isinstance(item, CONNECTION_GONE) for item in exception_chain(error, "orig", "__cause__")
+    )
 
 
 class LazyConnection:
@@ -287,7 +311,7 @@ class LazyConnection:
     a connection that died under it. It is sent again, once, on a fresh connection only where that is provably
     safe: the pooler refused a named prepared statement (nothing ran), the connection was already closed before
     the statement was sent, or the statement is a read. A write whose fate is unknown is never sent twice: it
-    ends in a 503 that says the change may have been saved (app.errors).
+    ends in ConnectionLost, a 503 that says the change may have been saved (app.errors).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -298,33 +322,41 @@ class LazyConnection:
 
     async def _open(self) -> AsyncConnection:
         if self._connection is None:
-            try:
-                self._connection = await self._engine.connect()
-            except sa_exc.TimeoutError as error:
-                # DB_POOL=single under uvicorn: the one connection stayed busy past the bounded wait.
-                raise DatabaseUnavailable(0) from error
+            self._connection = await open_connection(self._engine)
             if self._retries is not None:
-                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it. Read from
-                # the connection just checked out (no I/O), not via get_raw_connection(), a greenlet switch.
-                self._driver = self._connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+                # Kept for the verdict after a failure, when SQLAlchemy may already have let go of it.
+                raw = await self._connection.get_raw_connection()
+                self._driver = raw.driver_connection
         return self._connection
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        """`AsyncConnection.execute`, with the app's errors for a connection that died or a statement too slow."""
         connection = await self._open()
         try:
             return await connection.execute(statement, parameters)
-        except TimeoutError as error:
-            raise self._timed_out() from error
         except sa_exc.DBAPIError as error:
             if self._retries is None or not self._safe_to_resend(statement, error):
-                raise
+                raise self._translated(statement, error) from error
+        except TimeoutError as error:
+            raise self._timed_out() from error
         # The failed connection is gone (or given up): the pool opens a fresh one for the second attempt.
         await self._discard()
         connection = await self._open()
         try:
             return await connection.execute(statement, parameters)
+        except sa_exc.DBAPIError as error:
+            raise self._translated(statement, error) from error
         except TimeoutError as error:
             raise self._timed_out() from error
+
+    def _translated(self, statement: Any, error: sa_exc.DBAPIError) -> Exception:
+        """The app's error for a failed statement, or `error` itself when the server answered (a constraint, a
+        bad value: the route's business, or a bug)."""
+        if isinstance(error.orig, asyncpg.QueryCanceledError):  # 57014: the server's own statement_timeout
+            return StatementTimeout(None)
+        if _lost(error):
+            return ConnectionLost(wrote=not is_read(statement))
+        return error
 
     def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError) -> bool:
         assert self._retries is not None
@@ -332,7 +364,7 @@ class LazyConnection:
         if any(isinstance(item, NAMED_STATEMENT_REFUSED) for item in errors):
             self._retries.refused()  # a failed Parse or Bind of a named statement: nothing was executed
             return True
-        if not (error.connection_invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in errors)):
+        if not _lost(error):
             return False  # an answer from the server (a constraint, a bad value): the same again would fail
         # asyncpg checks that its connection is open before it writes a byte, and raises InterfaceError
         # ("connection is closed") when it is not: then the statement never left.
@@ -353,8 +385,7 @@ class LazyConnection:
         # asyncpg's command_timeout (a connect timeout would be DatabaseUnavailable). asyncpg has sent the
         # server a CancelRequest; SQLAlchemy treats asyncio.TimeoutError as an exit exception and invalidates
         # the connection, whose graceful close waits for the cancel to be acknowledged: it is never reused.
-        options = self._engine.sync_engine.get_execution_options()
-        return StatementTimeout(options.get(COMMAND_TIMEOUT_OPTION))
+        return StatementTimeout(command_timeouts.get(self._engine))
 
     async def _discard(self) -> None:
         if self._connection is not None:
@@ -381,7 +412,7 @@ def request_connection() -> LazyConnection:
     return LazyConnection(engine)
 
 
-async def autocommit_connection() -> AsyncIterator[LazyConnection]:
-    """For requests whose work is one statement: see LazyConnection."""
+async def get_connection() -> AsyncIterator[LazyConnection]:
+    """The routes' database dependency (`ConnectionDep`): one LazyConnection per request, closed after it."""
     async with request_connection() as connection:
         yield connection

@@ -1,6 +1,6 @@
 """What can go wrong between the app and its database, and which of it is worth retrying.
 
-Connecting is retried (see app.db.make_connector) only on errors that mean "not yet": nothing listens, the
+Connecting is retried (see app.db.open_connection) only on errors that mean "not yet": nothing listens, the
 server is starting or restarting, it is full, or Neon's proxy could not reach a compute that is waking up.
 What retrying cannot fix (a wrong password, an unknown role or database) fails at the first attempt.
 A statement is never retried: once it has been sent it may have written, whatever happened next.
@@ -62,6 +62,18 @@ class StatementTimeout(Exception):
         super().__init__(f"statement timed out after {seconds} s")
         self.seconds = seconds
 
+
+class ConnectionLost(Exception):
+    """The connection died once a statement had been sent, and it was not sent again. `wrote`: the statement
+    could write, so the change may or may not have been saved (a read just failed)."""
+
+    def __init__(self, wrote: bool) -> None:
+        super().__init__("the database connection was lost during a " + ("write" if wrote else "read"))
+        self.wrote = wrote
+
+
+# The app's own database errors: the only ones answered 503 or 504 (app/errors.py).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DatabaseUnavailable, StatementTimeout, ConnectionLost)
 
 # A pooler that does not keep protocol-level prepared statements (PgBouncer < 1.21) answers a Bind of a named
 # statement on a server connection that never saw its Parse with 26000, or a Parse whose name is taken there

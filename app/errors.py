@@ -8,6 +8,9 @@ a 500 or a hang.
 - the connection was lost after the statement was sent: 503, and for writes a detail saying the change may
   have been saved (the statement is never retried: it may have written);
 - a statement ran too long (DB_COMMAND_TIMEOUT, or the server's statement_timeout): 504, the statement cancelled.
+
+Only the database layer's own errors (app.db_faults.DATABASE_ERRORS, raised by app/db.py) are answered this way:
+any other exception, an OSError of a route's own or a constraint the route did not expect, stays a 500.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 
 from app.config import settings
-from app.db_faults import DatabaseUnavailable, ServerCertificateUntrusted, StatementTimeout
+from app.db_faults import (
+    DATABASE_ERRORS,
+    ConnectionLost,
+    DatabaseUnavailable,
+    ServerCertificateUntrusted,
+    StatementTimeout,
+)
 from app.observability import FIELDS, exception_chain
 
 logger = logging.getLogger("app.errors")
@@ -123,18 +130,6 @@ CANCELLED = Problem(
 # Every answer `database_failure` can give: each database-backed route documents them all.
 DATABASE_FAILURES = (UNAVAILABLE, REFUSED_LOGIN, TLS_UNTRUSTED, WRITE_LOST, TIMED_OUT, CANCELLED)
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-# Raised when the server goes away mid-request. None of their messages reach clients: they can name hosts
-# and users.
-DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,  # 08xxx, ConnectionDoesNotExistError among them
-    asyncpg.InterfaceError,
-    asyncpg.AdminShutdownError,
-    sa_exc.InterfaceError,
-)
-
 
 def _chain(error: BaseException) -> list[BaseException]:
     """The error, what SQLAlchemy wrapped (`orig`) and what that was raised from (`__cause__`)."""
@@ -164,30 +159,18 @@ class DatabaseFailure(NamedTuple):  # immutable like a frozen dataclass, and hal
         return self.problem.response(**self.values)
 
 
-def database_failure(method: str, error: BaseException) -> DatabaseFailure | None:
-    """How to answer a database failure, or None if `error` is not one (a bug: it stays a 500)."""
-    chain = _chain(error)
-    for item in chain:
-        if isinstance(item, ServerCertificateUntrusted):
-            return DatabaseFailure(TLS_UNTRUSTED, needs_operator=True)
-        if isinstance(item, DatabaseUnavailable):
-            if item.lasting:
-                return DatabaseFailure(REFUSED_LOGIN, needs_operator=True)
-            return DatabaseFailure(UNAVAILABLE)
-        if isinstance(item, StatementTimeout):
-            seconds = item.seconds
-            if seconds is None:
-                return DatabaseFailure(CANCELLED)
-            return DatabaseFailure(TIMED_OUT, values={"seconds": seconds})
-        # 57014 (the server's statement_timeout), or asyncpg's command_timeout outside LazyConnection.
-        if isinstance(item, asyncpg.QueryCanceledError | TimeoutError):
+def database_failure(error: Exception) -> DatabaseFailure:
+    """How to answer one of the database layer's own errors (app.db_faults.DATABASE_ERRORS)."""
+    if isinstance(error, ServerCertificateUntrusted):
+        return DatabaseFailure(TLS_UNTRUSTED, needs_operator=True)
+    if isinstance(error, DatabaseUnavailable):
+        return DatabaseFailure(REFUSED_LOGIN, needs_operator=True) if error.lasting else DatabaseFailure(UNAVAILABLE)
+    if isinstance(error, StatementTimeout):
+        if error.seconds is None:
             return DatabaseFailure(CANCELLED)
-    invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
-    if invalidated or any(isinstance(item, DISCONNECT_ERRORS) for item in chain):
-        # Any connection failure came from the connector as DatabaseUnavailable, so this one happened once the
-        # statement may already have been sent.
-        return DatabaseFailure(UNAVAILABLE if method in SAFE_METHODS else WRITE_LOST)
-    return None
+        return DatabaseFailure(TIMED_OUT, values={"seconds": error.seconds})
+    assert isinstance(error, ConnectionLost), f"not a database layer error: {type(error).__name__}"
+    return DatabaseFailure(WRITE_LOST if error.wrote else UNAVAILABLE)
 
 
 def _described(chain: list[BaseException]) -> str:
@@ -203,9 +186,7 @@ def _described(chain: list[BaseException]) -> str:
 
 
 async def _database_failed(request: Request, error: Exception) -> JSONResponse:
-    failure = database_failure(request.method, error)
-    if failure is None:
-        raise error
+    failure = database_failure(error)
     # A refused login needs an operator; the rest heals by itself (or is the client's query's size). Types and
     # SQLSTATEs only (`_described`): messages can carry host and user names. The method and route are on the
     # request's own line (app/observability.py), which has the same request_id.
@@ -223,12 +204,5 @@ async def _database_failed(request: Request, error: Exception) -> JSONResponse:
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    for error_type in (
-        DatabaseUnavailable,
-        StatementTimeout,
-        OSError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        sa_exc.DBAPIError,
-    ):
+    for error_type in DATABASE_ERRORS:
         app.add_exception_handler(error_type, _database_failed)

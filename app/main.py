@@ -5,25 +5,17 @@ Logging (JSON lines, one per request) is set up at import: app/observability.py.
 """
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
 
 from app.api.limits import BodySizeLimit
 from app.api.problems import register_problem_handlers
-from app.api.router import api_routes
+from app.api.router import API_PREFIX, api_router
 from app.config import settings
 from app.errors import register_error_handlers
 from app.observability import RequestLogMiddleware, configure_logging
 
 
-class TaskAPI(FastAPI):
-    def build_middleware_stack(self) -> ASGIApp:
-        # Outside everything FastAPI adds (ServerErrorMiddleware included): one log line and an X-Request-ID
-        # for every response, the 500s, 413s and 503s of the inner layers too.
-        return RequestLogMiddleware(super().build_middleware_stack())
-
-
 def create_app() -> FastAPI:
-    app = TaskAPI(
+    app = FastAPI(
         title="Task API",
         version="1.0.0",
         summary="Tasks with status, priority, due dates and tags; JWT auth; on AWS Lambda and Neon Postgres.",
@@ -31,7 +23,11 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    app.add_middleware(BodySizeLimit)  # added before CORS, so that its 413 gets CORS headers too
+    app.include_router(api_router, prefix=API_PREFIX)
+    register_error_handlers(app)
+    register_problem_handlers(app)
+    # Middleware added later wraps what was added before.
+    app.add_middleware(BodySizeLimit)  # inside CORS, so that its 413 gets CORS headers too
     if settings.ALLOWED_ORIGINS:
         # Imported only when configured: most deployments never load it (a cold start's import cost).
         from fastapi.middleware.cors import CORSMiddleware
@@ -43,11 +39,8 @@ def create_app() -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "X-Request-ID"],
         )
-    register_error_handlers(app)
-    register_problem_handlers(app)
-    # The routes themselves, not an included router: FastAPI 0.165 matches an included router's routes once
-    # more per level of nesting (app.api.route_groups).
-    app.router.routes.extend(api_routes)
+    # Outermost of ours: one log line and an X-Request-ID for every response, the 413s, 503s and 500s too.
+    app.add_middleware(RequestLogMiddleware)
     return app
 
 

@@ -1,9 +1,10 @@
 """Structured logs: one JSON line per request, and every other log line as JSON with the same request id.
 
-- `RequestLogMiddleware`, a pure ASGI middleware around the whole app (app/main.py puts it outside FastAPI's
-  ServerErrorMiddleware), writes one line per request to the `app.requests` logger: request id, method, route
+- `RequestLogMiddleware`, a pure ASGI middleware around the app's routes and other middleware (the last one
+  app/main.py adds), writes one line per request to the `app.requests` logger: request id, method, route
   template, status, duration, the names (never the values) of the query parameters, and for an unhandled
-  exception its type and stack frames. It sets `X-Request-ID` on every response.
+  exception its type, stack frames and the constraint it broke, if any; it answers that exception with a plain
+  500 itself. It sets `X-Request-ID` on every response.
 - The request id is Lambda's `aws_request_id` (Mangum puts the context in `scope["aws.context"]`), else a sane
   incoming `X-Request-ID`, else a new one. It lives in a contextvar, so `app.errors` and library log lines
   emitted during the request carry it too.
@@ -44,6 +45,14 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_QUERY_PARAMS_LOGGED = 20
 MAX_QUERY_PARAM_NAME = 64
 
+INTERNAL_ERROR = b'{"detail":"Internal Server Error"}'
+INTERNAL_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(INTERNAL_ERROR)).encode())],
+}
+INTERNAL_ERROR_BODY: Message = {"type": "http.response.body", "body": INTERNAL_ERROR}
+
 # The attribute of a LogRecord (`extra={"fields": {...}}`) whose keys become top-level JSON fields.
 FIELDS = "fields"
 
@@ -68,21 +77,30 @@ def route_template(scope: Scope) -> str | None:
     """The matched route as declared (`/api/v1/tasks/{task_id}`), never the raw path with ids; None if nothing
     matched (a 404 for an unknown path).
 
-    FastAPI 0.165 keeps included routes under their own router's path (scope["route"].path is
-    `/tasks/{task_id}`) and records the full template in its effective route context; older FastAPI and
-    plain Starlette put a route with the full path in scope["route"]. tests/test_logs.py pins this.
+    FastAPI puts the matched route in scope["route"]; a route of an included router has its path there without
+    the prefixes it was included under, so the full template is looked up among the application's routes
+    (`fastapi.routing.iter_route_contexts`, what FastAPI's OpenAPI document is built from).
     """
-    fastapi_scope = scope.get("fastapi")
-    context = fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
-    template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path_format", None)
-    if template:
-        return template
-    if scope.get("endpoint") is not None and not scope.get("path_params"):
-        # A matched route without parameters (FastAPI's own /docs, /openapi.json): its path is its template.
-        root_path = scope.get("root_path", "")
-        path = scope.get("path", "")
-        return path[len(root_path) :] if root_path and path.startswith(root_path) else path
-    return None
+    route = scope.get("route")
+    if route is None:
+        return None
+    templates = _templates(scope.get("app"))
+    return templates.get(id(route)) or getattr(route, "path_format", None)
+
+
+_route_templates: dict[int, dict[int, str]] = {}
+
+
+def _templates(app: Any) -> dict[int, str]:
+    """id(route) -> its full path template, for every route of `app` (built once per application)."""
+    known = _route_templates.get(id(app))
+    if known is None or not known:
+        from fastapi.routing import iter_route_contexts  # loaded with FastAPI already; here to keep this stdlib
+
+        routes = getattr(app, "routes", ())
+        known = {id(context.original_route): context.path_format or "" for context in iter_route_contexts(routes)}
+        _route_templates[id(app)] = known
+    return known
 
 
 def query_parameter_names(query_string: bytes) -> list[str]:
@@ -125,11 +143,12 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
+            # A bug (nothing answered it): this line logs it, types and frames only, and the client gets a plain
+            # 500. It is not raised on: the server's traceback (uvicorn's, Mangum's) would carry its message.
             error = exc
-            if status is None:  # nobody answered: let the server answer (and log) it
-                raise
-            # ServerErrorMiddleware already sent the 500 and re-raises only so that the server can log the
-            # error. This line logs it, without the message that uvicorn's or Mangum's traceback would carry.
+            if status is None:
+                await send_with_request_id(INTERNAL_ERROR_START)
+                await send_with_request_id(INTERNAL_ERROR_BODY)
         finally:
             self._log(scope, status, started, error)
             request_id_var.reset(token)
@@ -190,6 +209,13 @@ def describe_exception(error: BaseException) -> dict[str, Any]:
     described: dict[str, Any] = {"error": _exception_type(error), "stack": frames}
     if causes:
         described["caused_by"] = causes
+    # A constraint the route did not expect (an IntegrityError): its name says which rule the data broke. asyncpg
+    # reports it apart from the message, which holds the offending values.
+    for link in exception_chain(error, "orig", "__cause__", "__context__"):
+        constraint = getattr(link, "constraint_name", None)
+        if isinstance(constraint, str):
+            described["constraint"] = constraint
+            break
     return described
 
 

@@ -11,11 +11,11 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.api.problems import MalformedIfMatch, MissingToken
-from app.db import LazyConnection, autocommit_connection
+from app.db import LazyConnection, get_connection
 from app.security import AccessToken, read_access_token
 
 # One statement per request (reads, INSERT/UPDATE/DELETE ... RETURNING): autocommit, no BEGIN/COMMIT.
-ConnectionDep = Annotated[LazyConnection, Depends(autocommit_connection)]
+ConnectionDep = Annotated[LazyConnection, Depends(get_connection)]
 
 # auto_error=False: we answer a missing token ourselves (MissingToken), with the same shape as an invalid one.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, GetCoreSchemaHandler, StringConstraints
-from pydantic_core import CoreSchema, core_schema
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints
 
 NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
 SURROGATE_MESSAGE = "must be valid Unicode (it contains an unpaired surrogate)"
@@ -139,21 +138,7 @@ QueryDatetime = Annotated[
     datetime, BeforeValidator(hint_encoded_plus), BeforeValidator(reject_number), AfterValidator(require_offset)
 ]
 
-if TYPE_CHECKING:
-    EmailAddress = EmailStr
-else:
-
-    class EmailAddress(EmailStr):
-        """pydantic's EmailStr (same validation, same schema) without its check, when the schema is built, that
-        email-validator is version 2: that check reads the installed packages' metadata on every cold start.
-        The first validation (a registration) still makes it, through pydantic's own validate_email."""
-
-        @classmethod
-        def __get_pydantic_core_schema__(cls, _source: type[Any], _handler: GetCoreSchemaHandler) -> CoreSchema:
-            return core_schema.no_info_after_validator_function(cls._validate, core_schema.str_schema())
-
-
-Email = Annotated[EmailAddress, STORABLE, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
+Email = Annotated[EmailStr, STORABLE, AfterValidator(lambda v: v.lower()), Field(examples=["ada@example.com"])]
 Password = Annotated[
     str,
     StringConstraints(min_length=8, max_length=128),

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, Text, case, literal_column, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Text, case, literal_column, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import Grouping
 from sqlmodel import Field
 
@@ -109,7 +110,8 @@ class Task(TimestampMixin, table=True):
     )
     due_date: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     completed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    # text[] (not varchar[]): asyncpg decodes text[] without a per-connection pg_type lookup.
+    # text[] (not varchar[]): asyncpg decodes text[] without a per-connection pg_type lookup. PostgreSQL's own
+    # ARRAY type: its comparator has @> (contains) and && (overlap), which the GIN index serves.
     tags: list[str] = Field(
         default_factory=empty_list,
         sa_type=ARRAY(Text),
@@ -193,10 +195,9 @@ class TaskUpdate(BaseModel):
 
 
 class TaskRead(BaseModel):
-    # defer_build: the routes answer with documents the queries shaped (app/api/documents.py) and never validate
-    # or serialize through this model, so its validator is built on first use (the OpenAPI document), not at
-    # import. The same holds for TaskPage, TagCount and UserRead.
-    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]}, defer_build=True)
+    """A task as the API shows it: the routes return rows of the `tasks` table, which FastAPI validates into this."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TASK_EXAMPLE]})
 
     id: uuid.UUID
     title: str
@@ -214,9 +215,7 @@ class TaskRead(BaseModel):
 
 
 class TaskPage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]}, defer_build=True
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TASK_EXAMPLE], "next_cursor": None}]})
 
     items: list[TaskRead]
     next_cursor: str | None = pydantic.Field(
@@ -225,7 +224,7 @@ class TaskPage(BaseModel):
 
 
 class TagCount(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]}, defer_build=True)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tag": "errand", "count": 3}]})
 
     tag: str
     count: int

@@ -47,7 +47,6 @@ class UserRead(BaseModel):
                 }
             ]
         },
-        defer_build=True,  # never validated by a route, like TaskRead
     )
 
     id: uuid.UUID

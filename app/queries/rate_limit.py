@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import CTE, Integer, Interval, Text, bindparam, case, delete, func, literal, select
+from sqlalchemy import CTE, Integer, Interval, case, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.models.auth_attempt import AuthAttempt
@@ -41,12 +41,11 @@ class AttemptLimit(NamedTuple):  # immutable like a frozen dataclass, and half i
     window_seconds: int
 
 
-def counted(key_count: int, attempts: int, window_seconds: int) -> tuple[CTE, CTE]:
-    """(verdict, cleanup) for `key_count` keys: a one-row CTE with `retry_after`, and the cleanup to attach with
-    `add_cte`. The keys are parameters (`limit_parameters`); the shape is built once per process by the
-    statements that include it."""
-    keys = [bindparam(f"client_key_{index}", type_=Text()) for index in range(key_count)]
-    window = literal(timedelta(seconds=window_seconds), Interval())
+def counted(limit: AttemptLimit) -> tuple[CTE, CTE]:
+    """(verdict, cleanup) for `limit`: a one-row CTE with `retry_after`, and the cleanup to attach with
+    `add_cte`. The keys are upserted in sorted order (see the module docstring)."""
+    keys = sorted(set(limit.keys))
+    window = literal(timedelta(seconds=limit.window_seconds), Interval())
     ended = attempts_table.c.window_start <= func.now() - window
     hit = (
         insert(attempts_table)
@@ -62,32 +61,17 @@ def counted(key_count: int, attempts: int, window_seconds: int) -> tuple[CTE, CT
         .cte("hit")
     )
     seconds_left = func.ceil(func.extract("epoch", hit.c.window_start + window - func.now()))
-    verdict = select(func.max(case((hit.c.count > attempts, seconds_left))).cast(Integer).label("retry_after")).cte(
-        "verdict"
-    )
+    over = case((hit.c.count > limit.attempts, seconds_left))
+    verdict = select(func.max(over).cast(Integer).label("retry_after")).cte("verdict")
     stale = (
         select(attempts_table.c.client_key)
-        .where(
-            attempts_table.c.window_start <= func.now() - window,
-            attempts_table.c.client_key.not_in(bindparam("client_keys", expanding=True, type_=Text())),
-        )
+        .where(attempts_table.c.window_start <= func.now() - window, attempts_table.c.client_key.not_in(keys))
         .order_by(attempts_table.c.window_start)
         .limit(CLEANUP_BATCH)
         .with_for_update(skip_locked=True)
     )
     cleanup = delete(attempts_table).where(attempts_table.c.client_key.in_(stale)).cte("cleanup")
     return verdict, cleanup
-
-
-def limit_shape(limit: AttemptLimit) -> tuple[int, int, int]:
-    """What `counted` needs to build a limit's CTEs: everything but the keys themselves."""
-    return len(set(limit.keys)), limit.attempts, limit.window_seconds
-
-
-def limit_parameters(limit: AttemptLimit) -> dict[str, Any]:
-    """The keys of `limit` as the parameters of its `counted` CTEs, upserted in sorted order."""
-    keys = sorted(set(limit.keys))
-    return {f"client_key_{index}": key for index, key in enumerate(keys)} | {"client_keys": keys}
 
 
 def raise_if_limited(row: Any) -> None:

@@ -1,14 +1,12 @@
 """Every SQL statement about tasks: filters, sort orders, keyset pagination, writes, tag counts.
 
 Each function runs exactly one statement, and each statement also checks that the token's user still exists
-and is active (the user id comes from the verified JWT, not from a separate query). So one round trip both
-authorises and does the work, and a deleted user loses access at once.
+and is active (the user id comes from the verified JWT, not from a separate query): `authorised(token)`. So one
+round trip both authorises and does the work, and a deleted user loses access at once.
 
-Statements are built once per shape (which filters are present, the sort, the cursor; which columns a PATCH
-sets) with `bindparam()`s, and reused with each request's values: building one costs more CPU than running it.
-Rows are returned as documents shaped like TaskRead (its fields in order) without validating them again: the
-columns already have TaskRead's types (the list's ids come as their text: `_as_sent`), and tests/test_documents.py
-checks that the JSON is the same.
+Statements are written against the models (`select(Task)`, `update(Task)`); their rows have the model's
+columns, which the routes return as they are and FastAPI validates into the response model (TaskRead).
+SQLAlchemy's compiled cache makes building them per request cheap: the values are bound parameters.
 """
 
 from __future__ import annotations
@@ -17,84 +15,41 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache, lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
-    DateTime,
     Integer,
-    Text,
+    Row,
     Uuid,
     and_,
     asc,
-    bindparam,
-    cast,
     delete,
     desc,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
     true,
     tuple_,
-    type_coerce,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Row
+from sqlalchemy import update as sql_update
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.types import NullType
+from sqlmodel import col
 
 from app.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.db import LazyConnection
 from app.models.base import table_of
-from app.models.task import (
-    PRIORITY_RANK,
-    Task,
-    TaskCreate,
-    TaskListQuery,
-    TaskRead,
-    TaskSort,
-    TaskStatus,
-    priority_rank,
-)
+from app.models.task import PRIORITY_RANK, Task, TaskCreate, TaskListQuery, TaskSort, TaskStatus, priority_rank
+from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch
-from app.queries.users import AUTHORISED, token_parameters, users
+from app.queries.users import authorised
 from app.security import AccessToken
 
-tasks = table_of(Task)
-
-# Exactly the columns a task reads as (TaskRead), in its order.
-TASK_FIELDS = tuple(TaskRead.model_fields)
-TASK_COLUMNS = [tasks.c[name] for name in TASK_FIELDS]
-TEXT_ARRAY = ARRAY(Text)
-TIMESTAMPTZ = DateTime(timezone=True)
-# How many shapes of list statement a process keeps: far more than the combinations clients really use.
-LIST_SHAPES_KEPT = 512
-
-
-def task_document(values: Sequence[Any]) -> dict[str, Any]:
-    """TASK_COLUMNS' values as the API shows a task (TaskRead's fields, in order)."""
-    return dict(zip(TASK_FIELDS, values, strict=True))
-
+tasks = table_of(Task)  # its columns by name, for the sort keys and the literals' types
 
 # --- listing ------------------------------------------------------------------------------------------------
-
-
-class ListShape(NamedTuple):
-    """What decides a list statement's SQL; everything else about a request is a parameter value."""
-
-    sort: TaskSort
-    status: bool
-    priority: bool
-    tag: bool
-    any_tag: bool
-    overdue: bool
-    due_before: bool
-    due_after: bool
-    q: bool
-    cursor: str | None  # None, "keyed" (after a sort key), "undated" (after a row without a due date)
 
 
 def _sort_key(sort: TaskSort, columns: Any) -> ColumnElement[Any]:
@@ -111,91 +66,55 @@ def _order_by(sort: TaskSort, columns: Any) -> list[ColumnElement[Any]]:
     return [key, direction(columns.id)]
 
 
-def _filters(shape: ListShape) -> list[ColumnElement[bool]]:
-    c = tasks.c
-    tags = type_coerce(c.tags, TEXT_ARRAY)  # the dialect ARRAY type has @> and &&
+def _filters(query: TaskListQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    if shape.status:
-        conditions.append(c.status.in_(bindparam("statuses", expanding=True, type_=Text())))
-    if shape.priority:
-        conditions.append(c.priority.in_(bindparam("priorities", expanding=True, type_=Text())))
-    if shape.tag:
-        conditions.append(tags.contains(bindparam("all_tags", type_=TEXT_ARRAY)))  # @>: served by the GIN index
-    if shape.any_tag:
-        conditions.append(tags.overlap(bindparam("any_tags", type_=TEXT_ARRAY)))  # &&: served by the GIN index
-    if shape.overdue:
-        conditions += [c.due_date < func.now(), c.status != TaskStatus.done.value]
-    if shape.due_before:
-        conditions.append(c.due_date < bindparam("due_before", type_=TIMESTAMPTZ))
-    if shape.due_after:
-        conditions.append(c.due_date > bindparam("due_after", type_=TIMESTAMPTZ))
-    if shape.q:
-        # The value is escaped by `_like_pattern`, so `%` and `_` typed by the user match themselves.
+    if query.status:
+        conditions.append(col(Task.status).in_([s.value for s in query.status]))
+    if query.priority:
+        conditions.append(col(Task.priority).in_([p.value for p in query.priority]))
+    if query.tag:
+        conditions.append(tasks.c.tags.contains(query.tag))  # @>: served by the GIN index
+    if query.any_tag:
+        conditions.append(tasks.c.tags.overlap(query.any_tag))  # &&: served by the GIN index
+    if query.overdue:
+        conditions += [col(Task.due_date) < func.now(), col(Task.status) != TaskStatus.done.value]
+    if query.due_before is not None:
+        conditions.append(col(Task.due_date) < query.due_before)
+    if query.due_after is not None:
+        conditions.append(col(Task.due_date) > query.due_after)
+    if query.q:
+        # autoescape: `%` and `_` typed by the user match themselves.
         conditions.append(
             or_(
-                c.title.icontains(bindparam("q_title", type_=Text()), escape=LIKE_ESCAPE),
-                c.description.icontains(bindparam("q_description", type_=Text()), escape=LIKE_ESCAPE),
+                col(Task.title).icontains(query.q, autoescape=True),
+                col(Task.description).icontains(query.q, autoescape=True),
             )
         )
     return conditions
 
 
-LIKE_ESCAPE = "/"
-
-
-def _like_pattern(text: str) -> str:
-    """`text` with LIKE's wildcards escaped (what SQLAlchemy's autoescape does to a literal value)."""
-    return text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
-
-
-def _after_cursor(shape: ListShape) -> ColumnElement[bool]:
-    """Rows strictly after the cursor's row in this sort order (`cursor_key`, `cursor_id`)."""
-    sort, c = shape.sort, tasks.c
-    last = bindparam("cursor_id", type_=Uuid())
-    if shape.cursor == "undated":  # the cursor row has no due date: only the remaining undated rows follow it
-        return and_(c.due_date.is_(None), c.id < last if sort.descending else c.id > last)
-    key = bindparam("cursor_key", type_=Integer() if sort.key == "priority" else TIMESTAMPTZ)
-    columns, bound = tuple_(_sort_key(sort, c), c.id), tuple_(key, last)
+def _after_cursor(sort: TaskSort, key: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the cursor's row (its sort key and id) in this sort order. Raises InvalidCursor on a
+    malformed key."""
+    try:
+        raw_value, raw_id = key
+        last = literal(uuid.UUID(raw_id), Uuid())
+        if sort.key == "priority":
+            if type(raw_value) is not int:
+                raise TypeError
+            value: Any = literal(raw_value, Integer())
+        elif raw_value is None and sort.key == "due_date":
+            # The cursor row has no due date: only the remaining undated rows follow it.
+            return and_(col(Task.due_date).is_(None), col(Task.id) < last if sort.descending else col(Task.id) > last)
+        else:
+            value = literal(datetime.fromisoformat(raw_value), tasks.c[sort.key].type)
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidCursor("is not a cursor returned by this API") from None
+    columns, bound = tuple_(_sort_key(sort, tasks.c), col(Task.id)), tuple_(value, last)
     after = columns < bound if sort.descending else columns > bound
     if sort.key == "due_date":
-        after = or_(after, c.due_date.is_(None))  # undated rows come after every dated one
+        after = or_(after, col(Task.due_date).is_(None))  # undated rows come after every dated one
     return after
-
-
-def _as_sent(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A page column as the list sends it.
-
-    The id as PostgreSQL's text of it (lower-case, hyphenated, exactly `str(uuid)`), which asyncpg returns as a
-    str: pydantic_core's JSON writer has no fast path for asyncpg's own UUID class, and 20 of them cost more than
-    the rest of the page's JSON. Sorting still uses the uuid column. The tags as asyncpg returns a text[] (a
-    list of str), without the copy of every list that SQLAlchemy's ARRAY type makes on the way out."""
-    if column.key == "id":
-        return cast(column, Text).label("id")
-    if column.key == "tags":
-        return type_coerce(column, NullType()).label("tags")
-    return column
-
-
-@lru_cache(maxsize=LIST_SHAPES_KEPT)
-def _list_statement(shape: ListShape) -> Any:
-    """The user row LEFT JOIN LATERAL the page: no row at all means the user is gone."""
-    conditions = _filters(shape)
-    if shape.cursor is not None:
-        conditions.append(_after_cursor(shape))
-    page = (
-        select(*TASK_COLUMNS)
-        .where(tasks.c.user_id == users.c.id, *conditions)
-        .order_by(*_order_by(shape.sort, tasks.c))
-        .limit(bindparam("page_rows", type_=Integer()))
-        .lateral("page")
-    )
-    return (
-        select(users.c.id.label("account"), *(_as_sent(column) for column in page.c))
-        .select_from(users.outerjoin(page, true()))
-        .where(AUTHORISED)
-        # The lateral subquery is ordered, but SQL only guarantees the order of the outermost query.
-        .order_by(*_order_by(shape.sort, page.c))
-    )
 
 
 def _cursor_binding(user_id: uuid.UUID, query: TaskListQuery) -> str:
@@ -208,77 +127,43 @@ def _cursor_binding(user_id: uuid.UUID, query: TaskListQuery) -> str:
     return f"{user_id}|{json.dumps(canonical, sort_keys=True)}"
 
 
-def _cursor_key(sort: TaskSort, task: dict[str, Any]) -> list[Any]:
+def _cursor_key(sort: TaskSort, task: Any) -> list[Any]:
     if sort.key == "priority":
-        value: Any = PRIORITY_RANK[task["priority"]]
+        value: Any = PRIORITY_RANK[task.priority]
     else:
-        moment = task[sort.key]
+        moment = getattr(task, sort.key)
         value = moment.isoformat() if moment is not None else None
-    return [value, str(task["id"])]
-
-
-def _cursor_parameters(sort: TaskSort, key: list[Any]) -> tuple[str, dict[str, Any]]:
-    """(cursor shape, its parameter values) for a decoded cursor key. Raises InvalidCursor on a malformed one."""
-    try:
-        raw_value, raw_id = key
-        last_id = uuid.UUID(raw_id)
-        if sort.key == "priority":
-            if type(raw_value) is not int:
-                raise TypeError
-            value: Any = raw_value
-        elif raw_value is None and sort.key == "due_date":
-            return "undated", {"cursor_id": last_id}
-        else:
-            value = datetime.fromisoformat(raw_value)
-    except (TypeError, ValueError, AttributeError):
-        raise InvalidCursor("is not a cursor returned by this API") from None
-    return "keyed", {"cursor_key": value, "cursor_id": last_id}
+    return [value, str(task.id)]
 
 
 async def list_tasks(
     connection: LazyConnection, token: AccessToken, query: TaskListQuery
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the user's tasks (documents shaped as TaskRead) and the next page's cursor, one statement.
-
-    No row at all means the user is gone (AccountGone); one row with NULL task columns is an empty page.
-    """
-    parameters = token_parameters(token)
-    parameters["page_rows"] = query.limit + 1  # one extra row says whether there is a next page
-    cursor: str | None = None
+) -> tuple[list[Row[Any]], str | None]:
+    """One page of the user's tasks and the next page's cursor, in one statement: the user row LEFT JOIN
+    LATERAL the page. No row at all means the user is gone (AccountGone); one row with NULL task columns is an
+    empty page."""
+    conditions = _filters(query)
     if query.cursor is not None:
-        key = decode_cursor(query.cursor, _cursor_binding(token.user_id, query))
-        cursor, cursor_values = _cursor_parameters(query.sort, key)
-        parameters.update(cursor_values)
-    if query.status:
-        parameters["statuses"] = [s.value for s in query.status]
-    if query.priority:
-        parameters["priorities"] = [p.value for p in query.priority]
-    if query.tag:
-        parameters["all_tags"] = query.tag
-    if query.any_tag:
-        parameters["any_tags"] = query.any_tag
-    if query.due_before is not None:
-        parameters["due_before"] = query.due_before
-    if query.due_after is not None:
-        parameters["due_after"] = query.due_after
-    if query.q:
-        parameters["q_title"] = parameters["q_description"] = _like_pattern(query.q)
-    shape = ListShape(
-        query.sort,
-        bool(query.status),
-        bool(query.priority),
-        bool(query.tag),
-        bool(query.any_tag),
-        query.overdue,
-        query.due_before is not None,
-        query.due_after is not None,
-        bool(query.q),
-        cursor,
+        conditions.append(_after_cursor(query.sort, decode_cursor(query.cursor, _cursor_binding(token.user_id, query))))
+    page = (
+        select(Task)
+        .where(col(Task.user_id) == User.id, *conditions)
+        .order_by(*_order_by(query.sort, tasks.c))
+        .limit(query.limit + 1)  # one extra row says whether there is a next page
+        .lateral("page")
     )
-    rows = (await connection.execute(_list_statement(shape), parameters)).all()
+    statement = (
+        select(col(User.id).label("account"), page)
+        .select_from(User)
+        .outerjoin(page, true())
+        .where(authorised(token))
+        # The lateral subquery is ordered, but SQL only guarantees the order of the outermost query.
+        .order_by(*_order_by(query.sort, page.c))
+    )
+    rows = (await connection.execute(statement)).all()
     if not rows:
         raise AccountGone
-    items = [task_document(row[1:]) for row in rows if row.id is not None]
+    items = [row for row in rows if row.id is not None]
     next_cursor = None
     if len(items) > query.limit:
         items = items[: query.limit]
@@ -289,57 +174,43 @@ async def list_tasks(
 # --- single tasks -------------------------------------------------------------------------------------------
 
 
-@cache
-def _create_statement(done: bool) -> Any:
+async def create_task(connection: LazyConnection, token: AccessToken, data: TaskCreate) -> Row[Any]:
     """INSERT ... SELECT FROM users: the row is only written if the user exists and is active."""
+    columns = tasks.c
     values: dict[str, Any] = {
-        "user_id": users.c.id,
-        "title": bindparam("new_title", type_=Text()),
-        "description": bindparam("new_description", type_=Text()),
-        "status": bindparam("new_status", type_=Text()),
-        "priority": bindparam("new_priority", type_=Text()),
-        "due_date": bindparam("new_due_date", type_=TIMESTAMPTZ),
-        "tags": bindparam("new_tags", type_=TEXT_ARRAY),
-        "completed_at": func.now() if done else null(),
+        "user_id": User.id,
+        "title": literal(data.title, columns.title.type),
+        "description": literal(data.description, columns.description.type),
+        "status": literal(data.status.value, columns.status.type),
+        "priority": literal(data.priority.value, columns.priority.type),
+        "due_date": literal(data.due_date, columns.due_date.type),
+        "tags": literal(data.tags, columns.tags.type),
+        "completed_at": func.now() if data.status is TaskStatus.done else null(),
     }
-    source = select(*values.values()).where(AUTHORISED)
-    return insert(tasks).from_select(list(values), source).returning(*TASK_COLUMNS)
-
-
-async def create_task(connection: LazyConnection, token: AccessToken, data: TaskCreate) -> dict[str, Any]:
-    parameters = token_parameters(token) | {
-        "new_title": data.title,
-        "new_description": data.description,
-        "new_status": data.status.value,
-        "new_priority": data.priority.value,
-        "new_due_date": data.due_date,
-        "new_tags": data.tags,
-    }
-    row = (await connection.execute(_create_statement(data.status is TaskStatus.done), parameters)).first()
+    source: Any = select(*values.values()).where(authorised(token))
+    statement = insert(Task).from_select(list(values), source).returning(Task)
+    row = (await connection.execute(statement)).first()
     if row is None:
         raise AccountGone
-    return task_document(row)
+    return row
 
 
-@cache
-def _get_statement() -> Any:
-    owned = and_(tasks.c.id == bindparam("task_id", type_=Uuid()), tasks.c.user_id == users.c.id)
-    return (
-        select(users.c.id.label("account"), *TASK_COLUMNS).select_from(users.outerjoin(tasks, owned)).where(AUTHORISED)
+async def get_task(connection: LazyConnection, token: AccessToken, task_id: uuid.UUID) -> Row[Any]:
+    owned = and_(col(Task.id) == task_id, col(Task.user_id) == User.id)
+    statement: Any = (
+        select(col(User.id).label("account"), Task).select_from(User).outerjoin(Task, owned).where(authorised(token))
     )
-
-
-async def get_task(connection: LazyConnection, token: AccessToken, task_id: uuid.UUID) -> dict[str, Any]:
-    parameters = token_parameters(token) | {"task_id": task_id}
-    row = (await connection.execute(_get_statement(), parameters)).first()
+    row = (await connection.execute(statement)).first()
     if row is None:
         raise AccountGone
     if row.id is None:
         raise TaskNotFound
-    return task_document(row[1:])
+    return row
 
 
-def _guarded(write: Any, returning: list[Any], guarded_by_version: bool) -> Any:
+async def _guarded(
+    connection: LazyConnection, token: AccessToken, task_id: uuid.UUID, write: Any, expected: list[int] | None
+) -> Row[Any]:
     """A write on one task in a single statement that also tells 401, 404 and 412 apart.
 
         WITH account AS (the active user), owned AS (the task's version, if the user owns it),
@@ -353,29 +224,21 @@ def _guarded(write: Any, returning: list[Any], guarded_by_version: bool) -> Any:
     snapshot read would say 412 with the deleted task's version). The write's own WHERE is re-checked against
     that same latest row, so a stale If-Match writes nothing.
     """
-    account = select(users.c.id).where(AUTHORISED).cte("account")
+    account = select(col(User.id)).where(authorised(token)).cte("account")
     owned = (
-        select(tasks.c.id, tasks.c.version)
-        .where(tasks.c.id == bindparam("task_id", type_=Uuid()), tasks.c.user_id.in_(select(account.c.id)))
-        .with_for_update(of=tasks)
+        select(col(Task.id), col(Task.version))
+        .where(col(Task.id) == task_id, col(Task.user_id).in_(select(account.c.id)))
+        .with_for_update(of=Task)
         .cte("owned")
     )
-    target: list[ColumnElement[bool]] = [tasks.c.id.in_(select(owned.c.id))]
-    if guarded_by_version:
-        target.append(tasks.c.version.in_(bindparam("expected", expanding=True, type_=Integer())))
-    written = write.where(*target).returning(*returning).cte("written")
-    return select(account.c.id.label("account"), owned.c.version.label("current_version"), *written.c).select_from(
+    target: list[ColumnElement[bool]] = [col(Task.id).in_(select(owned.c.id))]
+    if expected is not None:
+        target.append(col(Task.version).in_(expected))
+    written = write.where(*target).returning(Task).cte("written")
+    statement = select(account.c.id.label("account"), owned.c.version.label("current_version"), written).select_from(
         account.outerjoin(owned, true()).outerjoin(written, true())
     )
-
-
-async def _run_guarded(
-    connection: LazyConnection,
-    statement: Any,
-    parameters: dict[str, Any],
-    expected: list[int] | None,
-) -> Row[Any]:
-    row = (await connection.execute(statement, parameters)).first()
+    row = (await connection.execute(statement)).first()
     if row is None:
         raise AccountGone
     if row.current_version is None:
@@ -387,84 +250,57 @@ async def _run_guarded(
     return row
 
 
-def _guard_parameters(token: AccessToken, task_id: uuid.UUID, expected: list[int] | None) -> dict[str, Any]:
-    parameters = token_parameters(token) | {"task_id": task_id}
-    if expected is not None:
-        parameters["expected"] = expected
-    return parameters
-
-
-@cache
-def _update_statement(columns: tuple[str, ...], done: bool | None, guarded_by_version: bool) -> Any:
-    """UPDATE of `columns` (from parameters `new_<column>`); `done`: whether status is set to done, if set."""
-    values: dict[str, Any] = {name: bindparam(f"new_{name}", type_=tasks.c[name].type) for name in columns}
-    if done is not None:
-        # Keep the first completion time when a done task is set to done again; clear it when leaving done.
-        values["completed_at"] = func.coalesce(tasks.c.completed_at, func.now()) if done else null()
-    values["version"] = tasks.c.version + 1
-    return _guarded(update(tasks).values(values), TASK_COLUMNS, guarded_by_version)
-
-
 async def update_task(
     connection: LazyConnection,
     token: AccessToken,
     task_id: uuid.UUID,
     changes: dict[str, Any],
     expected: list[int] | None,
-) -> dict[str, Any]:
+) -> Row[Any]:
     """Apply `changes` (a partial update, already validated) and bump the version, in one statement."""
     if not changes:  # nothing to write: answer like a read, still honouring If-Match
         task = await get_task(connection, token, task_id)
-        if expected is not None and task["version"] not in expected:
-            raise VersionMismatch(task["version"])
+        if expected is not None and task.version not in expected:
+            raise VersionMismatch(task.version)
         return task
-    columns = tuple(sorted(changes))
-    done = changes["status"] == TaskStatus.done if "status" in changes else None
-    parameters = _guard_parameters(token, task_id, expected)
-    parameters.update({f"new_{name}": value for name, value in changes.items()})
-    row = await _run_guarded(connection, _update_statement(columns, done, expected is not None), parameters, expected)
-    return task_document(row[2:])
-
-
-@cache
-def _delete_statement(guarded_by_version: bool) -> Any:
-    return _guarded(delete(tasks), [tasks.c.id], guarded_by_version)
+    values = dict(changes)
+    if "status" in changes:
+        # Keep the first completion time when a done task is set to done again; clear it when leaving done.
+        done = changes["status"] == TaskStatus.done
+        values["completed_at"] = func.coalesce(Task.completed_at, func.now()) if done else null()
+    values["version"] = col(Task.version) + 1
+    return await _guarded(connection, token, task_id, sql_update(Task).values(values), expected)
 
 
 async def delete_task(
     connection: LazyConnection, token: AccessToken, task_id: uuid.UUID, expected: list[int] | None
 ) -> None:
-    parameters = _guard_parameters(token, task_id, expected)
-    await _run_guarded(connection, _delete_statement(expected is not None), parameters, expected)
+    await _guarded(connection, token, task_id, delete(Task), expected)
 
 
 # --- tags ---------------------------------------------------------------------------------------------------
 
 
-@cache
-def _tag_counts_statement() -> Any:
-    tags = func.unnest(tasks.c.tags).table_valued("tag").render_derived(name="tags")
+async def tag_counts(connection: LazyConnection, token: AccessToken) -> Sequence[Row[Any]]:
+    """The user's tags with how many tasks carry each (rows of `tag` and `count`), most used first (ties
+    alphabetical). One statement: the user row LEFT JOIN LATERAL the counts, as in `list_tasks`."""
+    tags = func.unnest(Task.tags).table_valued("tag").render_derived(name="tags")
     counted = (
         select(tags.c.tag, func.count().label("count"))
-        .select_from(tasks.join(tags, true()))  # a function after its table in FROM is implicitly LATERAL
-        .where(tasks.c.user_id == users.c.id)
+        .select_from(Task)
+        .join(tags, true())  # a function after its table in FROM is implicitly LATERAL
+        .where(col(Task.user_id) == User.id)
         .group_by(tags.c.tag)
         .lateral("counted")
     )
-    return (
-        select(users.c.id.label("account"), counted.c.tag, counted.c["count"])
-        .select_from(users.outerjoin(counted, true()))
-        .where(AUTHORISED)
+    statement = (
+        select(col(User.id).label("account"), counted.c.tag, counted.c["count"])
+        .select_from(User)
+        .outerjoin(counted, true())
+        .where(authorised(token))
         .order_by(counted.c["count"].desc(), counted.c.tag)
     )
-
-
-async def tag_counts(connection: LazyConnection, token: AccessToken) -> list[dict[str, Any]]:
-    """The user's tags with how many tasks carry each (shaped as TagCount), most used first (ties alphabetical).
-
-    One statement: the user row LEFT JOIN LATERAL the counts, as in `list_tasks`.
-    """
-    rows = (await connection.execute(_tag_counts_statement(), token_parameters(token))).all()
+    rows = (await connection.execute(statement)).all()
     if not rows:
         raise AccountGone
-    return [{"tag": tag, "count": count} for _, tag, count in rows if tag is not None]
+    return [row for row in rows if row.tag is not None]

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Form, Request, status
+from fastapi import APIRouter, Form, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep
 from app.api.problems import R415, BadCredentials, EmailTaken, documented
 from app.api.rate_limit import ip_key, login_limit, recently_limited, register_limit
-from app.api.route_groups import route_group
 from app.models.auth import LoginForm, RegisterRequest, Token
 from app.queries import RateLimited
 from app.queries import users as user_queries
 from app.security import create_access_token, hash_password, verify_password
 
-router = route_group("/auth", "auth")
+router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post(

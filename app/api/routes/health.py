@@ -7,17 +7,18 @@ import time
 from functools import cache
 from pathlib import Path
 
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from app import db
-from app.api.route_groups import route_group
 from app.config import settings
+from app.db_faults import DATABASE_ERRORS, StatementTimeout
 from app.errors import RETRY_AFTER_SECONDS, database_failure
 
-router = route_group("/health", "health", database=False, bodiless=True)
+router = APIRouter(prefix="/health", tags=["health"])
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[3] / "alembic"
 READINESS_QUERY = text("SELECT 1 AS ok, (SELECT version_num FROM alembic_version LIMIT 1) AS revision")
@@ -71,16 +72,16 @@ async def ready() -> Readiness | JSONResponse:
     retry_after = RETRY_AFTER_SECONDS
     try:
         async with asyncio.timeout(settings.DB_CONNECT_TIMEOUT + settings.DB_COMMAND_TIMEOUT):
-            async with db.engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with db.request_connection() as connection:
                 row = (await connection.execute(READINESS_QUERY)).one()
                 revision = row.revision
     except ProgrammingError:
         reason = "The schema is not migrated (no alembic_version table): run `make migrate`."
-    except Exception as error:  # noqa: BLE001 - every way of failing to reach the database is a 503 here
-        failure = database_failure("GET", error)  # the API's own reason (unreachable, refused login, too slow)
-        if failure is None:
-            raise
+    except TimeoutError:  # the outer bound ran out: answered as a statement the server cancelled
+        failure = database_failure(StatementTimeout(None))
+        reason, retry_after = failure.detail, failure.retry_after
+    except DATABASE_ERRORS as error:
+        failure = database_failure(error)  # the API's own reason (unreachable, refused login, too slow)
         reason, retry_after = failure.detail, failure.retry_after
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     if reason is None and revision != expected:

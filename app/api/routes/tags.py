@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from typing import Any
+
+from fastapi import APIRouter
 
 from app.api.deps import ConnectionDep, CurrentToken
-from app.api.documents import json_response
 from app.api.problems import TOKEN_ERRORS, documented
-from app.api.route_groups import route_group
 from app.models.task import TagCount
 from app.queries import tasks as task_queries
 
-router = route_group("/tags", "tasks", bodiless=True)
+router = APIRouter(prefix="/tags", tags=["tasks"])
 
 
 @router.get(
@@ -21,6 +21,6 @@ router = route_group("/tags", "tasks", bodiless=True)
     response_model=list[TagCount],
     responses=documented(*TOKEN_ERRORS),
 )
-async def list_tags(token: CurrentToken, connection: ConnectionDep) -> Response:
+async def list_tags(token: CurrentToken, connection: ConnectionDep) -> Any:
     """Returns every tag on the caller's tasks with how many tasks carry it (ties in alphabetical order)."""
-    return json_response(await task_queries.tag_counts(connection, token))
+    return await task_queries.tag_counts(connection, token)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Response, status
+from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ConnectionDep, CurrentToken
-from app.api.documents import json_response
 from app.api.problems import R415, TOKEN_ERRORS, WrongCurrentPassword, documented
-from app.api.route_groups import route_group
 from app.models.user import UserRead, UserUpdate
 from app.queries import PasswordChangedConcurrently
 from app.queries import users as user_queries
 from app.security import hash_password, verify_password
 
-router = route_group("/users", "users")
+router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get(
@@ -26,9 +24,9 @@ router = route_group("/users", "users")
     response_model=UserRead,
     responses=documented(*TOKEN_ERRORS),
 )
-async def read_me(token: CurrentToken, connection: ConnectionDep) -> Response:
+async def read_me(token: CurrentToken, connection: ConnectionDep) -> Any:
     """Returns the account of the access token (never its password hash)."""
-    return json_response(await user_queries.read_user(connection, token))
+    return await user_queries.read_user(connection, token)
 
 
 @router.patch(
@@ -38,7 +36,7 @@ async def read_me(token: CurrentToken, connection: ConnectionDep) -> Response:
     response_model=UserRead,
     responses=documented(*TOKEN_ERRORS, WrongCurrentPassword, PasswordChangedConcurrently) | R415,
 )
-async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> Response:
+async def update_me(body: UserUpdate, token: CurrentToken, connection: ConnectionDep) -> Any:
     """Changes `full_name` (null clears it) and/or the password (which needs `current_password`).
 
     A new password ends every session: access tokens issued before it, this request's included, get 401 from
@@ -47,14 +45,14 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     if body.password is None:
         if not changes:
-            return json_response(await user_queries.read_user(connection, token))
-        return json_response(await user_queries.update_user(connection, token, changes))
+            return await user_queries.read_user(connection, token)
+        return await user_queries.update_user(connection, token, changes)
     old_hash = await user_queries.password_hash(connection, token)
     if not await run_in_threadpool(verify_password, body.current_password or "", old_hash):
         raise WrongCurrentPassword
     changes["hashed_password"] = await run_in_threadpool(hash_password, body.password)
     # PasswordChangedConcurrently if another request changed the password since `old_hash` was read.
-    return json_response(await user_queries.update_user(connection, token, changes, old_hash=old_hash))
+    return await user_queries.update_user(connection, token, changes, old_hash=old_hash)
 
 
 @router.delete(
@@ -65,7 +63,6 @@ async def update_me(body: UserUpdate, token: CurrentToken, connection: Connectio
     response_class=Response,
     responses=documented(*TOKEN_ERRORS),
 )
-async def delete_me(token: CurrentToken, connection: ConnectionDep) -> Response:
+async def delete_me(token: CurrentToken, connection: ConnectionDep) -> None:
     """Deletes the account and its tasks; its access tokens stop working at once."""
     await user_queries.delete_user(connection, token)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
