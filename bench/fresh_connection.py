@@ -5,12 +5,10 @@
 The list request's database work (`app.queries.tasks.list_tasks` on a LazyConnection, no FastAPI, no Mangum),
 against what asyncpg alone needs for the same work, all on one event loop, in rounds that alternate the rows (the
 median of the rounds is printed, as the machine's load drifts):
-- asyncpg connect + close, and connect + terminate (what the app's dialect does at close) through the app's
-  connector, which derives SCRAM's key once per process (app.db_driver), and the same with the key derived every
-  time, as asyncpg alone does: the key derivation's cost inside a connect;
+- asyncpg connect + close, and connect + terminate (what the app's dialect does at close);
 - asyncpg connect, prepare and fetch the app's own list statement, terminate: the least a connection per
   invocation can cost for this request;
-- the app's LazyConnection opened and closed with no statement (SQLAlchemy's pool and connection wrappers);
+- the app's LazyConnection opened, `SELECT 1`, closed (SQLAlchemy's pool and connection wrappers);
 - the app's list query on DB_POOL=null (a fresh connection) and on DB_POOL=single (the kept one).
 """
 
@@ -40,10 +38,10 @@ def main() -> int:
     asyncio.run(ensure_bench_user(url))
 
     import asyncpg
+    from sqlalchemy import text
 
     import app.db
     from app.config import normalize_database_url, settings
-    from app.db_driver import scram_keys
     from app.models.task import TaskListQuery
     from app.queries import tasks as task_queries
     from app.security import read_access_token
@@ -63,10 +61,6 @@ def main() -> int:
     async def connect_terminate() -> None:
         (await app.db.connect_to(target)).terminate()
 
-    async def connect_terminate_deriving() -> None:
-        scram_keys.forget()
-        (await app.db.connect_to(target)).terminate()
-
     async def asyncpg_statement() -> None:
         connection = await app.db.connect_to(target)
         await (await connection.prepare(sql)).fetch(*parameters)
@@ -75,7 +69,7 @@ def main() -> int:
     async def lazy_connection_only() -> None:
         connection = app.db.LazyConnection(engines["null"])
         try:
-            await connection._open()
+            await connection.execute(text("SELECT 1"))
         finally:
             await connection.close()
 
@@ -91,10 +85,9 @@ def main() -> int:
 
     rows = {
         "asyncpg connect + close (the warm bench's connect floor)": connect_close,
-        "asyncpg connect + terminate (app's connector, SCRAM key remembered)": connect_terminate,
-        "asyncpg connect + terminate (app's connector, SCRAM key derived each time)": connect_terminate_deriving,
+        "asyncpg connect + terminate": connect_terminate,
         "asyncpg connect + prepare + fetch the list statement + terminate": asyncpg_statement,
-        "app: LazyConnection open + close, no statement (DB_POOL=null)": lazy_connection_only,
+        "app: LazyConnection open, SELECT 1, close (DB_POOL=null)": lazy_connection_only,
         "app: list query, DB_POOL=null (fresh connection)": app_query("null"),
         "app: list query, DB_POOL=single (kept connection)": app_query("single"),
     }

@@ -2,7 +2,7 @@
 
     python bench/wakeup.py [--failures 0,1,2,3,4,5,6] [--repeat 9] [--budget 5]
 
-The app's own connector (app.db.make_connector: exponential backoff with jitter inside DB_CONNECT_TIMEOUT)
+The app's own connection setup (app.db.open_connection: exponential backoff with jitter inside DB_CONNECT_TIMEOUT)
 connects through tests/support/fake_postgres.py's FakeEndpoint, which answers the first N attempts with Neon's
 "Couldn't connect to compute node" (SQLSTATE XX000, as its proxy sends it) and then pipes to a real
 PostgreSQL. Also: how long a database that never wakes takes to become a 503 (DatabaseUnavailable).
@@ -28,24 +28,25 @@ from bench._common import bench_database_url, p50, table  # noqa: E402
 
 async def time_to_connection(url: str, failures: int, budget: float) -> tuple[float, int, bool]:
     from app.config import normalize_database_url, settings
-    from app.db import make_connector
+    from app.db import create_engine, open_connection
     from app.db_faults import DatabaseUnavailable
     from tests.support.fake_postgres import FORWARD, PgError, endpoint_for, url_through
 
     refusal = PgError("XX000", "Couldn't connect to compute node")
     endpoint = endpoint_for(url, script=[refusal] * failures, default=refusal if failures < 0 else FORWARD)
+    target = normalize_database_url(url_through(url, endpoint))
+    engine = create_engine(target, settings.model_copy(update={"DB_CONNECT_TIMEOUT": budget, "DB_POOL": "null"}))
     try:
-        target = normalize_database_url(url_through(url, endpoint))
-        connect = make_connector(target, settings.model_copy(update={"DB_CONNECT_TIMEOUT": budget}))
         started = time.perf_counter()
         try:
-            connection = await connect()
+            connection = await open_connection(engine)
         except DatabaseUnavailable:
             return time.perf_counter() - started, len(endpoint.logins()), False
         elapsed = time.perf_counter() - started
-        connection.terminate()
+        await connection.close()
         return elapsed, len(endpoint.logins()), True
     finally:
+        await engine.dispose()
         endpoint.stop()
 
 
