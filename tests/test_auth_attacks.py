@@ -28,6 +28,7 @@ from app.models.user import UserRead
 from app.queries.users import USER_COLUMNS
 from app.security import DUMMY_HASH, create_access_token, dummy_hash, hash_password, verify_password
 from tests.support.api import PASSWORD, Account, create_task, make_account
+from tests.support.routes import EXAMPLES
 
 OUR_401_MESSAGES = {NOT_AUTHENTICATED, INVALID_TOKEN, ACCOUNT_GONE}
 
@@ -42,24 +43,19 @@ def authenticated_operations() -> list[tuple[str, str]]:
     )
 
 
-# A request per authenticated route that succeeds with a good token, so a 401 can only be the token's doing.
-# A route added without an entry here fails test_every_authenticated_route_is_attacked.
-GOOD_REQUESTS = {
-    ("GET", "/api/v1/users/me"): {},
-    ("PATCH", "/api/v1/users/me"): {"json": {"full_name": "Mallory"}},
-    ("DELETE", "/api/v1/users/me"): {},
-    ("GET", "/api/v1/tasks"): {"params": {"tag": "x"}},
-    ("POST", "/api/v1/tasks"): {"json": {"title": "Injected"}},
-    ("GET", "/api/v1/tasks/{task_id}"): {},
-    ("PATCH", "/api/v1/tasks/{task_id}"): {"json": {"title": "Defaced"}},
-    ("DELETE", "/api/v1/tasks/{task_id}"): {},
-    ("GET", "/api/v1/tags"): {},
-}
+# A request per authenticated route that succeeds with a good token, so a 401 can only be the token's doing: the
+# routes' examples (tests/support/routes.py), which test_every_authenticated_route_is_attacked checks exist.
 OPERATIONS = authenticated_operations()
+GOOD_REQUESTS = {
+    operation: EXAMPLES[operation].options("attacked@example.com") for operation in OPERATIONS if operation in EXAMPLES
+}
 
 
 def test_every_authenticated_route_is_attacked():
-    assert set(OPERATIONS) == set(GOOD_REQUESTS)
+    assert set(OPERATIONS) == set(GOOD_REQUESTS), (
+        "add an example request to EXAMPLES in tests/support/routes.py for "
+        + ", ".join(f"{method} {path}" for method, path in sorted(set(OPERATIONS) - set(GOOD_REQUESTS)))
+    )
 
 
 def _b64(data: bytes) -> str:

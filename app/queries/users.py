@@ -12,12 +12,14 @@ from sqlmodel import col
 
 from app.db import LazyConnection
 from app.models.base import table_of
-from app.models.user import User
+from app.models.user import User, UserRead
 from app.queries import AccountGone, PasswordChangedConcurrently
 from app.queries.rate_limit import AttemptLimit, counted, raise_if_limited
 from app.security import AccessToken
 
 users = table_of(User)  # its columns by name, for the literals' types
+# What a read returns of a user: UserRead's columns, so the password hash stays in the database.
+USER_COLUMNS = [users.c[name] for name in UserRead.model_fields]
 
 
 def authorised(token: AccessToken) -> ColumnElement[bool]:
@@ -97,7 +99,7 @@ async def password_hash(connection: LazyConnection, token: AccessToken) -> str:
 
 async def read_user(connection: LazyConnection, token: AccessToken) -> Row[Any]:
     """The user of `token` (its row; the routes answer with UserRead's fields of it)."""
-    row = (await connection.execute(select(User).where(authorised(token)))).first()
+    row = (await connection.execute(select(*USER_COLUMNS).where(authorised(token)))).first()
     if row is None:
         raise AccountGone
     return row
@@ -115,7 +117,7 @@ async def update_user(
     values = dict(values)
     if "hashed_password" in values:
         values["tokens_valid_from"] = func.date_trunc("second", func.now())
-    statement = update(User).where(authorised(token)).values(values).returning(User)
+    statement = update(User).where(authorised(token)).values(values).returning(*USER_COLUMNS)
     if old_hash is not None:
         statement = statement.where(col(User.hashed_password) == old_hash)
     row = (await connection.execute(statement)).first()

@@ -19,6 +19,7 @@ from tests.aws_lambda.support import adapt, form, response_header, response_json
 from tests.support.api import insert_task, make_account
 from tests.support.fake_postgres import endpoint_for, url_through
 from tests.support.outage import SERVING_STATUSES, app_sessions, use_engine
+from tests.support.routes import EXAMPLES, url_of
 
 CONNECT_TIMEOUT = 0.5  # the smallest DB_CONNECT_TIMEOUT allowed: invocations run one after another
 HANG_GUARD = CONNECT_TIMEOUT + 1.5
@@ -27,31 +28,23 @@ FORMATS = [V2, "awslambdago__apigw-request.json", "powertools__albMultiValueQuer
 
 
 def endpoint_events(headers: dict[str, str], task_id) -> dict[str, dict]:
+    """Every database-backed route's example request (tests/support/routes.py) as an HTTP API event."""
     email = f"lambda-{uuid.uuid4().hex[:8]}@example.com"
-    task = f"/api/v1/tasks/{task_id}"
-    body = json.dumps
-    return {
-        "register": adapt(
-            V2, "POST", "/api/v1/auth/register", body=body({"email": email, "password": "pw long enough"})
-        ),
-        "login": adapt(
-            V2,
-            "POST",
-            "/api/v1/auth/token",
-            body=form(username=email, password="pw long enough"),
-            headers={"content-type": "application/x-www-form-urlencoded"},
-        ),
-        "me": adapt(V2, "GET", "/api/v1/users/me", headers=headers),
-        "me-update": adapt(V2, "PATCH", "/api/v1/users/me", headers=headers, body=body({"full_name": "N"})),
-        "tasks-list": adapt(V2, "GET", "/api/v1/tasks", headers=headers, query={"tag": "x"}),
-        "tasks-create": adapt(V2, "POST", "/api/v1/tasks", headers=headers, body=body({"title": "t"})),
-        "tasks-get": adapt(V2, "GET", task, headers=headers),
-        "tasks-update": adapt(V2, "PATCH", task, headers=headers, body=body({"status": "done"})),
-        "tags": adapt(V2, "GET", "/api/v1/tags", headers=headers),
-        "health-db": adapt(V2, "GET", "/api/v1/health/db"),
-        "tasks-delete": adapt(V2, "DELETE", task, headers=headers),
-        "me-delete": adapt(V2, "DELETE", "/api/v1/users/me", headers=headers),
-    }
+    events = {}
+    for (method, path), example in EXAMPLES.items():
+        if not example.database:
+            continue
+        options = example.options(email)
+        body, event_headers = None, dict(headers)
+        if "json" in options:
+            body = json.dumps(options["json"])
+        elif "data" in options:
+            body = form(**options["data"])
+            event_headers["content-type"] = "application/x-www-form-urlencoded"
+        events[example.name] = adapt(
+            V2, method, url_of(path, task_id), headers=event_headers, query=options.get("params"), body=body
+        )
+    return events
 
 
 @pytest.fixture

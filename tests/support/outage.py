@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import normalize_database_url, settings
 from app.security import create_access_token
+from tests.support.routes import EXAMPLES, Request, example_requests
 
 ROLE_PASSWORD = "role-pw-7f3a"  # a role of the test's own, on the test server only
 # The application_name of engines built here: the session's pgbouncer keeps idle server connections that other
@@ -34,45 +35,14 @@ def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -
     return engine
 
 
-Request = Callable[[], Awaitable[httpx.Response]]
-
-
 def every_endpoint(client: httpx.AsyncClient, headers: dict[str, str], task_id: uuid.UUID | str) -> dict[str, Request]:
-    """Every route that needs the database, with a valid request each (the token need not name a real user:
-    the database is asked about it)."""
-    email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
-    task = f"/api/v1/tasks/{task_id}"
-    return {
-        "register": lambda: client.post("/api/v1/auth/register", json={"email": email, "password": "long enough pw"}),
-        "login": lambda: client.post("/api/v1/auth/token", data={"username": email, "password": "long enough pw"}),
-        "me": lambda: client.get("/api/v1/users/me", headers=headers),
-        "me-update": lambda: client.patch("/api/v1/users/me", json={"full_name": "New Name"}, headers=headers),
-        "me-delete": lambda: client.delete("/api/v1/users/me", headers=headers),
-        "tasks-list": lambda: client.get("/api/v1/tasks", params={"tag": "x"}, headers=headers),
-        "tasks-create": lambda: client.post("/api/v1/tasks", json={"title": "Written?"}, headers=headers),
-        "tasks-get": lambda: client.get(task, headers=headers),
-        "tasks-update": lambda: client.patch(task, json={"status": "done"}, headers=headers),
-        "tasks-delete": lambda: client.delete(task, headers=headers),
-        "tags": lambda: client.get("/api/v1/tags", headers=headers),
-        "health-db": lambda: client.get("/api/v1/health/db"),
-    }
+    """Every route that needs the database, with a valid request each (tests/support/routes.py; the token need
+    not name a real user: the database is asked about it)."""
+    return example_requests(client, headers, task_id, database_only=True)
 
 
-# What every_endpoint's requests answer once the database serves again (me-delete last: it ends the account).
-SERVING_STATUSES = {
-    "register": 201,
-    "login": 200,
-    "me": 200,
-    "me-update": 200,
-    "tasks-list": 200,
-    "tasks-create": 201,
-    "tasks-get": 200,
-    "tasks-update": 200,
-    "tasks-delete": 204,
-    "tags": 200,
-    "health-db": 200,
-    "me-delete": 204,
-}
+# What every_endpoint's requests answer once the database serves again (send me-delete last: it ends the account).
+SERVING_STATUSES = {example.name: example.status for example in EXAMPLES.values() if example.database}
 
 
 def stranger_headers() -> dict[str, str]:
