@@ -63,21 +63,25 @@ logger = logging.getLogger("app.db")
 MIN_ATTEMPT_SECONDS = 0.05
 
 
-def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, Any]:
-    """Keyword arguments for `asyncpg.connect` (everything but the address and credentials)."""
+def _session_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, Any]:
+    """Keyword arguments for `asyncpg.connect` but the address, the credentials and TLS."""
     kwargs: dict[str, Any] = {
         "timeout": cfg.DB_CONNECT_TIMEOUT,
         "command_timeout": cfg.DB_COMMAND_TIMEOUT,
         # PgBouncer (Neon's pooler) accepts application_name but rejects most other startup parameters, so
         # server-side timeouts belong in SET LOCAL or on the role, not here.
         "server_settings": {"application_name": cfg.DB_APPLICATION_NAME},
-        **target.connect_args,
     }
     if target.behind_pooler:
         # Transaction pooling hands each statement to any server connection: named prepared statements
         # would collide (DuplicatePreparedStatementError). With the cache off asyncpg uses unnamed ones.
         kwargs["statement_cache_size"] = 0
     return kwargs
+
+
+def asyncpg_connect_kwargs(target: DatabaseTarget, cfg: Settings) -> dict[str, Any]:
+    """Keyword arguments for `asyncpg.connect` (everything but the address and credentials)."""
+    return {**_session_kwargs(target, cfg), **target.connect_args}
 
 
 async def connect_to(
@@ -150,7 +154,7 @@ def check_idle_connection(dbapi_connection: Any, connection_record: Any, connect
 def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngine:
     """The application's engine for `target`. No I/O happens here."""
     pool_args: dict[str, Any]
-    connect_args = asyncpg_connect_kwargs(target, cfg)
+    connect_args = _session_kwargs(target, cfg)  # TLS at the first connect (do_connect below), not at import
     if cfg.DB_POOL == "queue":
         # Long-running servers (uvicorn, containers): keep connections; verify them after idle periods.
         # All 15 are kept, none is overflow: a request holds its connection only for its one statement, so
@@ -199,8 +203,10 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def connect_options(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        # SQLAlchemy's documented hook for per-connection arguments: this attempt's share of the budget, and
-        # with DB_POOL=single whether its statements are named.
+        # SQLAlchemy's documented hook for per-connection arguments: TLS (its SSLContext is built on first use:
+        # loading the trust store costs milliseconds an import need not pay), this attempt's share of the
+        # budget, and with DB_POOL=single whether its statements are named.
+        cparams.update(target.connect_args)
         deadline = connect_deadline.get()
         if deadline is not None:
             cparams["timeout"] = max(deadline - time.monotonic(), MIN_ATTEMPT_SECONDS)
@@ -352,8 +358,8 @@ class LazyConnection:
     def _translated(self, statement: Any, error: sa_exc.DBAPIError) -> Exception:
         """The app's error for a failed statement, or `error` itself when the server answered (a constraint, a
         bad value: the route's business, or a bug)."""
-        if isinstance(error.orig, asyncpg.QueryCanceledError):  # 57014: the server's own statement_timeout
-            return StatementTimeout(None)
+        if any(isinstance(item, asyncpg.QueryCanceledError) for item in exception_chain(error, "orig", "__cause__")):
+            return StatementTimeout(None)  # 57014: the server's own statement_timeout
         if _lost(error):
             return ConnectionLost(wrote=not is_read(statement))
         return error

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.config import normalize_database_url, settings
-from app.db import connect_to, make_connector
+from app.db import connect_to, create_engine, open_connection
 from app.db_faults import ServerCertificateUntrusted
 from app.dev.certificates import KeyPair, ensure_local_tls, issue, self_signed
 from scripts.tls_terminator import TlsTerminator
@@ -117,8 +117,12 @@ async def select_one(url: str) -> int:
 
 async def refusal(url: str) -> ServerCertificateUntrusted:
     """What the app's connector (retries and all) raises for `url`."""
-    with pytest.raises(ServerCertificateUntrusted) as caught:
-        await make_connector(normalize_database_url(url), settings)()
+    engine = create_engine(normalize_database_url(url), settings)
+    try:
+        with pytest.raises(ServerCertificateUntrusted) as caught:
+            await open_connection(engine)
+    finally:
+        await engine.dispose()
     return caught.value
 
 

@@ -20,12 +20,13 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
 
 # The tables' pydantic validators are built on first use, not at import: the app reads and writes rows with
-# SQLAlchemy Core (app/queries/) and never validates a table model.
+# statements on the models (app/queries/) and never validates a table model.
 TABLE_CONFIG: Any = ConfigDict(defer_build=True)  # Any: SQLModel types model_config with a private TypedDict
 
 
 def table_of(model: type[SQLModel]) -> Table:
-    """The Core table of a table model, for statements written with SQLAlchemy Core (`app/queries/`).
+    """The Core table of a table model: its columns by name (`table_of(Task).c[name]`), for the statements of
+    `app/queries/` that choose a column at run time (a sort key, a literal's type).
 
     sqlmodel's classes do not declare `__table__` to type checkers; the mapper's table is the same object.
     """
