@@ -63,7 +63,10 @@ class TaskApiDialect(PGDialect_asyncpg):
         async def ping(driver: asyncpg.Connection) -> bool:
             try:
                 await driver.execute("SELECT 1")  # no arguments: the simple protocol, one round trip
-            except CONNECTION_GONE:
+            except Exception:
+                # Whatever the reason (the socket is gone, or, just after pg_terminate_backend, asyncpg has read
+                # the server's goodbye and raises InternalClientError before it notices the close), this
+                # connection cannot serve the request: the pool opens a new one, whose errors are the real ones.
                 return False
             return True
 

@@ -23,6 +23,7 @@ import re
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
 from itertools import islice
@@ -77,29 +78,35 @@ def route_template(scope: Scope) -> str | None:
     """The matched route as declared (`/api/v1/tasks/{task_id}`), never the raw path with ids; None if nothing
     matched (a 404 for an unknown path).
 
-    FastAPI puts the matched route in scope["route"]; a route of an included router has its path there without
-    the prefixes it was included under, so the full template is looked up among the application's routes
-    (`fastapi.routing.iter_route_contexts`, what FastAPI's OpenAPI document is built from).
+    FastAPI puts a matched API route in scope["route"], with its path as declared in its router (without the
+    prefixes it was included under); a plain route (/docs) leaves only its endpoint in the scope. Either way the
+    full template is looked up among the application's routes (`fastapi.routing.iter_route_contexts`, what
+    FastAPI's OpenAPI document is built from).
     """
-    route = scope.get("route")
-    if route is None:
+    matched = scope.get("route") or scope.get("endpoint")
+    if matched is None:
         return None
-    templates = _templates(scope.get("app"))
-    return templates.get(id(route)) or getattr(route, "path_format", None)
+    return _templates(scope.get("app")).get(id(matched))
 
 
-_route_templates: dict[int, dict[int, str]] = {}
+# Keyed by id: Starlette's routes define __eq__ and are unhashable; the app keeps them (and so their ids) alive.
+_route_templates: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
 def _templates(app: Any) -> dict[int, str]:
-    """id(route) -> its full path template, for every route of `app` (built once per application)."""
-    known = _route_templates.get(id(app))
-    if known is None or not known:
+    """id(route) (and plain routes' endpoint) -> its full path template, for every route of `app`, built once."""
+    known = _route_templates.get(app)
+    if known is None:
         from fastapi.routing import iter_route_contexts  # loaded with FastAPI already; here to keep this stdlib
 
-        routes = getattr(app, "routes", ())
-        known = {id(context.original_route): context.path_format or "" for context in iter_route_contexts(routes)}
-        _route_templates[id(app)] = known
+        known = {}
+        for context in iter_route_contexts(getattr(app, "routes", ())):
+            template = context.path_format or ""
+            known.setdefault(id(context.original_route), template)
+            endpoint = getattr(context.original_route, "endpoint", None)
+            if endpoint is not None:
+                known.setdefault(id(endpoint), template)
+        _route_templates[app] = known
     return known
 
 

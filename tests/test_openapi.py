@@ -106,15 +106,20 @@ async def test_every_schema_reference_resolves(client):
         assert reference.removeprefix("#/components/schemas/") in spec["components"]["schemas"], reference
 
 
-def test_every_route_with_a_body_checks_its_media_type():
-    """Routes declared `bodiless` (app.api.route_groups) go without the check: none of them may take a body."""
-    from fastapi.routing import APIRoute
+async def test_every_route_with_a_body_checks_its_media_type(client, db):
+    """Every example with a body (tests/support/routes.py: every route has one), sent as text/plain, is a 415."""
+    from tests.support.api import make_account
+    from tests.support.routes import EXAMPLES, url_of
 
-    from app.api.limits import require_declared_media_type
-    from app.main import app
-
-    routes = [route for route in app.routes if isinstance(route, APIRoute) and route.path.startswith("/api/v1/")]
-    assert routes
-    for route in routes:
-        checked = any(depends.dependency is require_declared_media_type for depends in route.dependencies)
-        assert checked or route.body_field is None, route.path
+    account = await make_account(db)
+    with_body = {key: example for key, example in EXAMPLES.items() if example.json is not None or example.form}
+    assert len(with_body) >= 5
+    for (method, path), example in with_body.items():
+        body = example.json if example.json is not None else example.form
+        response = await client.request(
+            method,
+            url_of(path, "3c5a0a7e-35c3-4a2b-9b0e-1a2b3c4d5e6f"),
+            content=str(body).encode(),
+            headers={**account.headers, "Content-Type": "text/plain"},
+        )
+        assert response.status_code == 415, (method, path, response.text)
