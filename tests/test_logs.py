@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from starlette.middleware import Middleware
 import pytest
 from pydantic import ValidationError
+from starlette.middleware import Middleware
 
 import app.db as db_module
 from app.config import Settings, normalize_database_url
