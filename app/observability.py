@@ -83,10 +83,10 @@ def route_template(scope: Scope) -> str | None:
     full template is looked up among the application's routes (`fastapi.routing.iter_route_contexts`, what
     FastAPI's OpenAPI document is built from).
     """
-    matched = scope.get("route") or scope.get("endpoint")
-    if matched is None:
+    matched, app = scope.get("route") or scope.get("endpoint"), scope.get("app")
+    if matched is None or app is None:
         return None
-    return _templates(scope.get("app")).get(id(matched))
+    return _templates(app).get(id(matched))
 
 
 # Keyed by id: Starlette's routes define __eq__ and are unhashable; the app keeps them (and so their ids) alive.
