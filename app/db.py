@@ -44,14 +44,16 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 
 from app.config import DatabaseTarget, Environment, Settings, settings
-from app.db_dialect import CONNECTION_GONE, DRIVER_NAME, closed_while_idle
+from app.db_dialect import DRIVER_NAME, closed_while_idle
 from app.db_faults import (
+    CONNECTION_GONE,
     NAMED_STATEMENT_REFUSED,
     ConnectFailure,
     ConnectionLost,
     DatabaseUnavailable,
     StatementTimeout,
     backoff_delays,
+    caused_by,
     classify_connect_error,
     connect_failed,
 )
@@ -301,9 +303,7 @@ def is_read(statement: Any) -> bool:
 
 def _lost(error: sa_exc.DBAPIError) -> bool:
     """Whether a statement failed because its connection died (not because the server refused it)."""
-    return error.connection_invalidated or any(
-        isinstance(item, CONNECTION_GONE) for item in exception_chain(error, "orig", "__cause__")
-    )
+    return error.connection_invalidated or caused_by(error, CONNECTION_GONE)
 
 
 class LazyConnection:
@@ -358,7 +358,7 @@ class LazyConnection:
     def _translated(self, statement: Any, error: sa_exc.DBAPIError) -> Exception:
         """The app's error for a failed statement, or `error` itself when the server answered (a constraint, a
         bad value: the route's business, or a bug)."""
-        if any(isinstance(item, asyncpg.QueryCanceledError) for item in exception_chain(error, "orig", "__cause__")):
+        if caused_by(error, asyncpg.QueryCanceledError):
             return StatementTimeout(None)  # 57014: the server's own statement_timeout
         if _lost(error):
             return ConnectionLost(wrote=not is_read(statement))
@@ -366,8 +366,7 @@ class LazyConnection:
 
     def _safe_to_resend(self, statement: Any, error: sa_exc.DBAPIError) -> bool:
         assert self._retries is not None
-        errors = list(exception_chain(error, "orig", "__cause__"))
-        if any(isinstance(item, NAMED_STATEMENT_REFUSED) for item in errors):
+        if caused_by(error, NAMED_STATEMENT_REFUSED):
             self._retries.refused()  # a failed Parse or Bind of a named statement: nothing was executed
             return True
         if not _lost(error):
@@ -375,7 +374,7 @@ class LazyConnection:
         # asyncpg checks that its connection is open before it writes a byte, and raises InterfaceError
         # ("connection is closed") when it is not: then the statement never left.
         closed = self._driver is not None and self._driver.is_closed()
-        if closed and any(isinstance(item, asyncpg.InterfaceError) for item in errors):
+        if closed and caused_by(error, asyncpg.InterfaceError):
             logger.info("the database connection was closed before the statement was sent; sending it again")
             return True
         if is_read(statement):

@@ -32,9 +32,6 @@ DRIVER_NAME = "postgresql+taskapi_asyncpg"
 # jsonb subscripting, DROP INDEX CONCURRENTLY) and for no backslash escaping to be needed.
 OLDEST_SERVER = 14
 
-# The errors a connection that died while idle raises on its next use.
-CONNECTION_GONE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError)
-
 
 class TaskApiDialect(PGDialect_asyncpg):
     """SQLAlchemy's asyncpg dialect, minus the round trips it spends that the app does not need (module

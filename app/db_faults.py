@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 
 import asyncpg
 
+from app.observability import exception_chain
+
 
 class DatabaseUnavailable(Exception):
     """No connection could be opened within DB_CONNECT_TIMEOUT, retries included. The last error is chained.
@@ -70,6 +72,16 @@ class ConnectionLost(Exception):
     def __init__(self, wrote: bool) -> None:
         super().__init__("the database connection was lost during a " + ("write" if wrote else "read"))
         self.wrote = wrote
+
+
+# The errors a connection that died (while idle, or under a statement) raises on its next use.
+CONNECTION_GONE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError)
+
+
+def caused_by(error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    """Whether `error`, the driver error SQLAlchemy wrapped in it (`orig`), or what either was raised from, is
+    one of `kinds`."""
+    return any(isinstance(item, kinds) for item in exception_chain(error, "orig", "__cause__"))
 
 
 # The app's own database errors: the only ones answered 503 or 504 (app/errors.py).
