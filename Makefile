@@ -80,6 +80,9 @@ migrate: install ## alembic upgrade head (direct URL)
 seed: install ## Load development data (idempotent)
 	$(BIN)/python scripts/seed_dev.py
 
+purge-keys: install ## Delete Idempotency-Keys past IDEMPOTENCY_KEY_TTL_HOURS (the scheduled purge function)
+	$(BIN)/python scripts/purge_idempotency_keys.py
+
 db-init: install ## Create the database if missing, migrate, verify
 	$(BIN)/python scripts/init_db.py
 

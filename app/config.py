@@ -208,6 +208,11 @@ class Settings(BaseSettings):
     AUTH_RATE_LIMIT_ATTEMPTS: int = Field(default=10, ge=0, le=1_000_000)
     AUTH_RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=0, le=24 * 3600)
 
+    # How long an Idempotency-Key is remembered: a retry within it replays the first answer; after it, the key
+    # counts as new. Expired keys are deleted by scripts/purge_idempotency_keys.py (the scheduled `purge`
+    # function in serverless.yml).
+    IDEMPOTENCY_KEY_TTL_HOURS: int = Field(default=24, ge=1, le=24 * 30)
+
     # Argon2 at 1 MiB and one pass instead of 64 MiB, 3 passes, 4 lanes: ~0.5 ms a hash instead of ~150 ms of
     # CPU. Hashes stored this way are cheap to crack, so only ENVIRONMENT=test may ask for it: the test suite,
     # which hashes hundreds of passwords (app/security.py; the tests of the hashing itself use the real cost).

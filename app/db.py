@@ -316,8 +316,9 @@ class LazyConnection:
     With DB_POOL=single the connection may have been kept since an earlier invocation, so a statement can meet
     a connection that died under it. It is sent again, once, on a fresh connection only where that is provably
     safe: the pooler refused a named prepared statement (nothing ran), the connection was already closed before
-    the statement was sent, or the statement is a read. A write whose fate is unknown is never sent twice: it
-    ends in ConnectionLost, a 503 that says the change may have been saved (app.errors).
+    the statement was sent, the statement is a read, or it is a write with an Idempotency-Key (a second one
+    replays the first if it committed). Any other write whose fate is unknown is never sent twice: it ends in
+    ConnectionLost, a 503 that says the change may have been saved (app.errors).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -379,6 +380,11 @@ class LazyConnection:
             return True
         if is_read(statement):
             logger.info("the database connection was lost during a read; reading again on a new connection")
+            return True
+        if statement.get_execution_options().get("idempotent"):
+            # An Idempotency-Key write (app/queries/idempotency.py): if the first one committed, the second finds
+            # its key and replays it instead of writing again.
+            logger.info("the database connection was lost during a keyed write; sending it again on a new connection")
             return True
         logger.warning(
             "the database connection was lost while a write was running: its outcome is unknown, so it is not "

@@ -6,7 +6,8 @@ a 500 or a hang.
   503 too (the service is unavailable until an operator fixes its configuration; nothing the client did), with
   a longer Retry-After and an ERROR log;
 - the connection was lost after the statement was sent: 503, and for writes a detail saying the change may
-  have been saved (the statement is never retried: it may have written);
+  have been saved and that a retry with the same Idempotency-Key is safe (a write without a key is never
+  retried by the server: it may have written);
 - a statement ran too long (DB_COMMAND_TIMEOUT, or the server's statement_timeout): 504, the statement cancelled.
 
 Only the database layer's own errors (app.db_faults.DATABASE_ERRORS, raised by app/db.py) are answered this way:
@@ -76,7 +77,8 @@ DATABASE_TLS_UNTRUSTED = (
 )
 OUTCOME_UNKNOWN = (
     "The connection to the database was lost while the request was running; the change may or may not have "
-    "been saved, so check before repeating it."
+    "been saved. Retry with the same Idempotency-Key header and it is applied exactly once (without a key, "
+    "check before repeating it)."
 )
 STATEMENT_TIMEOUT = "The database took longer than {seconds:g} s to answer; the statement was cancelled. Retry later."
 STATEMENT_CANCELLED = "The database cancelled the statement because it ran too long; retry later."

@@ -11,6 +11,7 @@ the example's headers exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ PROVOKED = {
     "wrong_current_password": "test_task_and_user_errors_are_documented",
     "task_not_found": "test_task_and_user_errors_are_documented",
     "version_mismatch": "test_task_and_user_errors_are_documented",
+    "malformed_idempotency_key": "test_idempotency_key_errors_are_documented",
+    "idempotency_key_reused": "test_idempotency_key_errors_are_documented",
+    "idempotency_key_in_flight": "test_idempotency_key_errors_are_documented",
     "password_changed_meanwhile": "test_a_concurrent_password_change_is_documented",
     "body_too_large": "test_body_errors_are_documented",
     "unsupported_media_type": "test_body_errors_are_documented",
@@ -349,6 +353,43 @@ async def test_a_statement_cancelled_by_the_server_is_documented(client, db, dat
         finally:
             await engine.dispose()
     assert assert_as_documented(spec, response, "delete", "/api/v1/tasks/{task_id}", 504) == "statement_cancelled"
+
+
+async def test_idempotency_key_errors_are_documented(client, db, spec):
+    account = await make_account(db)
+    task = await create_task(client, account)
+    for method, path in (("post", "/api/v1/tasks"), ("patch", "/api/v1/tasks/{task_id}")):
+        malformed = await send(client, method, path, task["id"], headers={**account.headers, "Idempotency-Key": '""'})
+        assert assert_as_documented(spec, malformed, method, path, 400) == "malformed_idempotency_key"
+        keyed = {**account.headers, "Idempotency-Key": f'"{method}-1"'}
+        assert (await send(client, method, path, task["id"], headers=keyed)).status_code in (200, 201)
+        other = await client.request(
+            method.upper(), path.replace("{task_id}", task["id"]), json={"title": "Other"}, headers=keyed
+        )
+        assert assert_as_documented(spec, other, method, path, 422) == "idempotency_key_reused"
+        before = await db.fetchval("SELECT count(*) || ':' || sum(version) FROM tasks")
+        async with key_race_lost(db):  # every insert of a key fails as if a concurrent duplicate won the race
+            busy = await send(client, method, path, task["id"], headers={**keyed, "Idempotency-Key": f'"{method}-2"'})
+        assert assert_as_documented(spec, busy, method, path, 409) == "idempotency_key_in_flight"
+        assert await db.fetchval("SELECT count(*) || ':' || sum(version) FROM tasks") == before  # nothing written
+
+
+@contextlib.asynccontextmanager
+async def key_race_lost(db):
+    """The database answers each insert into idempotency_keys with the unique violation a lost race gets."""
+    await db.execute(
+        """
+        CREATE FUNCTION lose_key_race() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            RAISE unique_violation USING CONSTRAINT = 'pk_idempotency_keys',
+                MESSAGE = 'duplicate key value violates unique constraint "pk_idempotency_keys"';
+        END $$;
+        CREATE TRIGGER lose_key_race BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION lose_key_race();
+        """
+    )
+    try:
+        yield
+    finally:
+        await db.execute("DROP TRIGGER lose_key_race ON idempotency_keys; DROP FUNCTION lose_key_race()")
 
 
 async def test_no_documented_error_goes_unprovoked(spec):

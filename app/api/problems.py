@@ -23,7 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.limits import BODY_TOO_LARGE, WRONG_MEDIA_TYPE, media_type_problem
 from app.cursor import InvalidCursor
 from app.errors import DATABASE_FAILURES, Problem
-from app.queries import AccountGone, PasswordChangedConcurrently, RateLimited, TaskNotFound, VersionMismatch
+from app.queries import (
+    AccountGone,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    PasswordChangedConcurrently,
+    RateLimited,
+    TaskNotFound,
+    VersionMismatch,
+)
 from app.security import InvalidToken
 
 NOT_AUTHENTICATED = "Not authenticated: send `Authorization: Bearer <access token>`."
@@ -36,6 +44,15 @@ PASSWORD_CHANGED_MEANWHILE = "The password was changed meanwhile; try again."
 IF_MATCH_HELP = 'If-Match must be "*" or version ETags such as "3" (comma-separated), as sent in the ETag header.'
 TASK_NOT_FOUND = "Task not found."
 TASK_CHANGED = "The task has changed: its current version is {current}. Fetch it and retry."
+IDEMPOTENCY_KEY_HELP = (
+    "Idempotency-Key must be 1 to 255 printable ASCII characters, sent once, as a quoted string such as "
+    '"8e03978e-40d5-43e8-bc93-6894a57f9324" (or unquoted, without spaces or quotes).'
+)
+KEY_REUSED = (
+    "This Idempotency-Key was already used for a different request (another body, task or If-Match); nothing "
+    "was written. Use a new key for a new request."
+)
+KEY_IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry in {retry_after} seconds."
 TOO_MANY_ATTEMPTS = "Too many login or registration attempts from this address; retry in {retry_after} seconds."
 BEARER = {"WWW-Authenticate": "Bearer"}
 
@@ -55,6 +72,10 @@ class MissingToken(Exception):
 
 class MalformedIfMatch(Exception):
     """If-Match is neither `*` nor a list of version ETags."""
+
+
+class MalformedIdempotencyKey(Exception):
+    """Idempotency-Key is not 1-255 printable ASCII characters (quoted or not), or was sent more than once."""
 
 
 class BadCredentials(Exception):
@@ -82,11 +103,22 @@ PROBLEMS: dict[type[Exception], Problem] = {
     ),
     BadCredentials: Problem("bad_credentials", 401, BAD_CREDENTIALS, "Wrong email or password", BEARER),
     MalformedIfMatch: Problem("malformed_if_match", 400, IF_MATCH_HELP, "Malformed If-Match header"),
+    MalformedIdempotencyKey: Problem(
+        "malformed_idempotency_key", 400, IDEMPOTENCY_KEY_HELP, "Malformed Idempotency-Key header"
+    ),
     WrongCurrentPassword: Problem("wrong_current_password", 400, WRONG_CURRENT_PASSWORD, "Wrong current password"),
     TaskNotFound: Problem("task_not_found", 404, TASK_NOT_FOUND, "No such task for this user"),
     EmailTaken: Problem("email_taken", 409, EMAIL_TAKEN, "Email already registered"),
     PasswordChangedConcurrently: Problem(
         "password_changed_meanwhile", 409, PASSWORD_CHANGED_MEANWHILE, "Password changed by a concurrent request"
+    ),
+    IdempotencyKeyInFlight: Problem(
+        "idempotency_key_in_flight",
+        409,
+        KEY_IN_FLIGHT,
+        "A request with this Idempotency-Key is still in flight; nothing was written",
+        headers={"Retry-After": "{retry_after}"},
+        example={"retry_after": 1},
     ),
     VersionMismatch: Problem(
         "version_mismatch",
@@ -95,6 +127,9 @@ PROBLEMS: dict[type[Exception], Problem] = {
         "If-Match names a stale version; nothing was written",
         headers={"ETag": '"{current}"'},
         example={"current": 4},
+    ),
+    IdempotencyKeyReused: Problem(
+        "idempotency_key_reused", 422, KEY_REUSED, "The Idempotency-Key was used for another request"
     ),
     RateLimited: Problem(
         "rate_limited",
@@ -234,13 +269,19 @@ HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
+VALIDATION_ERROR = {"$ref": "#/components/schemas/HTTPValidationError"}  # FastAPI's own 422 body
+
+
 def _header_value(name: str, value: str) -> Any:
     return int(value) if HEADERS[name]["schema"]["type"] == "integer" else value
 
 
 def _response_doc(problems: list[Problem], by_reference: bool = False) -> dict[str, Any]:
     """One status's documented response: every Problem's body and headers as a named example (the Problem's
-    name names both, so a body's example and its headers' go together). `by_reference`: see `documented`."""
+    name names both, so a body's example and its headers' go together). `by_reference`: see `documented`.
+
+    A 422 also keeps FastAPI's validation error: FastAPI documents that one only on routes that declare no 422
+    of their own, so the response says it is either."""
     descriptions = [problem.description for problem in problems]
     examples: dict[str, Any] = {}
     headers: dict[str, dict[str, Any]] = {}
@@ -255,10 +296,14 @@ def _response_doc(problems: list[Problem], by_reference: bool = False) -> dict[s
         "description": descriptions[0] if len(descriptions) == 1 else "\n".join(f"- {d}" for d in descriptions),
         "content": {"application/json": {"examples": examples}},
     }
-    if by_reference:
+    if by_reference or problems[0].status == 422:
         # What FastAPI writes for the model (after the examples), without the model itself.
         del doc["model"]
         doc["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ErrorMessage.__name__}"}
+    if problems[0].status == 422:
+        doc["description"] = "Validation Error, or:\n" + doc["description"]
+        schema = doc["content"]["application/json"]["schema"]
+        doc["content"]["application/json"]["schema"] = {"anyOf": [VALIDATION_ERROR, schema]}
     if headers:
         doc["headers"] = headers
     return doc
@@ -269,7 +314,7 @@ def documented(*errors: type[Exception] | Problem, by_reference: bool = False) -
     built from the Problem the server answers with. Name all of a route's errors in one call: joined with `|`,
     a second entry with the same status would replace the first.
 
-    `by_reference`, for the responses many routes declare (app/api/route_groups.py's, R415, and a status whose
+    `by_reference`, for the responses many routes declare (DATABASE_ERRORS, R413, R415, and a status whose
     errors are all TOKEN_ERRORS): ErrorMessage's schema written by reference, as FastAPI writes it for the model. For
     each route's response with a `model`, FastAPI builds a pydantic TypeAdapter when the route is declared (at
     import; ~0.35 M instructions each), used only for the OpenAPI document, which is the same either way. The

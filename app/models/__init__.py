@@ -2,7 +2,8 @@
 
 from app.models.auth_attempt import AuthAttempt
 from app.models.base import metadata
+from app.models.idempotency import IdempotencyKey
 from app.models.task import Task, TaskPriority, TaskStatus
 from app.models.user import User
 
-__all__ = ["AuthAttempt", "Task", "TaskPriority", "TaskStatus", "User", "metadata"]
+__all__ = ["AuthAttempt", "IdempotencyKey", "Task", "TaskPriority", "TaskStatus", "User", "metadata"]

@@ -31,3 +31,15 @@ class RateLimited(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+class IdempotencyKeyReused(Exception):
+    """The key was used, within its lifetime, for a request with another fingerprint; nothing was written."""
+
+
+class IdempotencyKeyInFlight(Exception):
+    """A request with this key is still being processed (or lost a race twice); nothing was written."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after

@@ -43,7 +43,8 @@ from app.db import LazyConnection
 from app.models.base import table_of
 from app.models.task import PRIORITY_RANK, Task, TaskCreate, TaskListQuery, TaskSort, TaskStatus, priority_rank
 from app.models.user import User
-from app.queries import AccountGone, TaskNotFound, VersionMismatch
+from app.queries import AccountGone, TaskNotFound, VersionMismatch, idempotency
+from app.queries.idempotency import Claim, Replay
 from app.queries.users import authorised
 from app.security import AccessToken
 
@@ -174,8 +175,12 @@ async def list_tasks(
 # --- single tasks -------------------------------------------------------------------------------------------
 
 
-async def create_task(connection: LazyConnection, token: AccessToken, data: TaskCreate) -> Row[Any]:
-    """INSERT ... SELECT FROM users: the row is only written if the user exists and is active."""
+async def create_task(
+    connection: LazyConnection, token: AccessToken, data: TaskCreate, claim: Claim | None = None
+) -> Row[Any] | Replay:
+    """INSERT ... SELECT FROM users: the row is only written if the user exists and is active. With a `claim`
+    (an Idempotency-Key), the same statement records the key, or answers the key's earlier request instead of
+    writing (app/queries/idempotency.py)."""
     columns = tasks.c
     values: dict[str, Any] = {
         "user_id": User.id,
@@ -188,11 +193,45 @@ async def create_task(connection: LazyConnection, token: AccessToken, data: Task
         "completed_at": func.now() if data.status is TaskStatus.done else null(),
     }
     source: Any = select(*values.values()).where(authorised(token))
-    statement = insert(Task).from_select(list(values), source).returning(Task)
-    row = (await connection.execute(statement)).first()
+    if claim is None:
+        statement = insert(Task).from_select(list(values), source).returning(Task)
+        row = (await connection.execute(statement)).first()
+        if row is None:
+            raise AccountGone
+        return row
+    earlier = idempotency.previous(token.user_id, claim)
+    written = insert(Task).from_select(list(values), source.where(idempotency.unclaimed(earlier)))
+    written_cte = written.returning(Task).cte("written")
+    account = select(col(User.id)).where(authorised(token)).cte("account")
+    return await _keyed_outcome(connection, token, claim, account, earlier, written_cte, 201)
+
+
+async def _keyed_outcome(
+    connection: LazyConnection,
+    token: AccessToken,
+    claim: Claim,
+    account: Any,
+    earlier: Any,
+    written: Any,
+    status_code: int,
+    owned: Any = None,
+) -> Row[Any] | Replay:
+    """Runs a keyed write: the user, the task's current version (`owned`, for writes on one task), the key's
+    earlier answer (if any) and the written row, in one statement."""
+    columns: list[Any] = [account.c.id.label("account")]
+    joined = account
+    if owned is not None:
+        columns.append(owned.c.version.label("current_version"))
+        joined = joined.outerjoin(owned, true())
+    statement = (
+        select(*columns, earlier, written)
+        .select_from(joined.outerjoin(earlier, true()).outerjoin(written, true()))
+        .add_cte(idempotency.recorded(claim, written, status_code))
+    )
+    row = await idempotency.execute_keyed(connection, token.user_id, claim, statement)
     if row is None:
         raise AccountGone
-    return row
+    return idempotency.replayed(claim, row) or row
 
 
 async def get_task(connection: LazyConnection, token: AccessToken, task_id: uuid.UUID) -> Row[Any]:
@@ -209,8 +248,13 @@ async def get_task(connection: LazyConnection, token: AccessToken, task_id: uuid
 
 
 async def _guarded(
-    connection: LazyConnection, token: AccessToken, task_id: uuid.UUID, write: Any, expected: list[int] | None
-) -> Row[Any]:
+    connection: LazyConnection,
+    token: AccessToken,
+    task_id: uuid.UUID,
+    write: Any,
+    expected: list[int] | None,
+    claim: Claim | None = None,
+) -> Row[Any] | Replay:
     """A write on one task in a single statement that also tells 401, 404 and 412 apart.
 
         WITH account AS (the active user), owned AS (the task's version, if the user owns it),
@@ -223,6 +267,10 @@ async def _guarded(
     and the others get 412 naming the version it left; after a concurrent DELETE the task is gone, a 404 (a
     snapshot read would say 412 with the deleted task's version). The write's own WHERE is re-checked against
     that same latest row, so a stale If-Match writes nothing.
+
+    With a `claim` (an Idempotency-Key) the statement also records the key, or, when the key was recorded
+    before, writes nothing and answers as the first time: a replay is never a 404 or a 412 because the task
+    moved on since.
     """
     account = select(col(User.id)).where(authorised(token)).cte("account")
     owned = (
@@ -234,11 +282,20 @@ async def _guarded(
     target: list[ColumnElement[bool]] = [col(Task.id).in_(select(owned.c.id))]
     if expected is not None:
         target.append(col(Task.version).in_(expected))
-    written = write.where(*target).returning(Task).cte("written")
-    statement = select(account.c.id.label("account"), owned.c.version.label("current_version"), written).select_from(
-        account.outerjoin(owned, true()).outerjoin(written, true())
-    )
-    row = (await connection.execute(statement)).first()
+    current = owned.c.version.label("current_version")
+    if claim is None:
+        written = write.where(*target).returning(Task).cte("written")
+        statement = select(account.c.id.label("account"), current, written).select_from(
+            account.outerjoin(owned, true()).outerjoin(written, true())
+        )
+        row = (await connection.execute(statement)).first()
+    else:
+        earlier = idempotency.previous(token.user_id, claim)
+        written = write.where(*target, idempotency.unclaimed(earlier)).returning(Task).cte("written")
+        outcome = await _keyed_outcome(connection, token, claim, account, earlier, written, 200, owned)
+        if isinstance(outcome, Replay):
+            return outcome
+        row = outcome
     if row is None:
         raise AccountGone
     if row.current_version is None:
@@ -256,9 +313,11 @@ async def update_task(
     task_id: uuid.UUID,
     changes: dict[str, Any],
     expected: list[int] | None,
-) -> Row[Any]:
+    claim: Claim | None = None,
+) -> Row[Any] | Replay:
     """Apply `changes` (a partial update, already validated) and bump the version, in one statement."""
-    if not changes:  # nothing to write: answer like a read, still honouring If-Match
+    # Nothing to write: answer like a read, still honouring If-Match (with a key too: there is nothing to repeat).
+    if not changes:
         task = await get_task(connection, token, task_id)
         if expected is not None and task.version not in expected:
             raise VersionMismatch(task.version)
@@ -269,7 +328,7 @@ async def update_task(
         done = changes["status"] == TaskStatus.done
         values["completed_at"] = func.coalesce(Task.completed_at, func.now()) if done else null()
     values["version"] = col(Task.version) + 1
-    return await _guarded(connection, token, task_id, sql_update(Task).values(values), expected)
+    return await _guarded(connection, token, task_id, sql_update(Task).values(values), expected, claim)
 
 
 async def delete_task(

@@ -158,6 +158,31 @@ async def test_a_write_of_unknown_fate_is_answered_503_and_never_sent_twice(invo
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE user_id = $1", account.id) == 2
 
 
+async def test_a_keyed_write_of_unknown_fate_is_sent_again_and_stored_once(invoke, db, single, caplog, database_url):
+    """With an Idempotency-Key the write is safe to send twice: the second finds the first's key if it committed."""
+    account = await make_account(db)
+    assert (await invoke(create_event(account.headers, "first")))["statusCode"] == 201
+    (first,) = await backend_pids(db)
+    event = create_event({**account.headers, "Idempotency-Key": '"lost-once"'}, "fate unknown")
+
+    locker = await table_lock(database_url)
+    with caplog.at_level(logging.INFO, logger="app.db"):
+        pending = asyncio.ensure_future(invoke(event))
+        await wait_for(lambda: _waiting(db, first))
+        await db.fetchval("SELECT pg_terminate_backend($1)", first)
+        await wait_for(lambda: _waiting_other(db, first))  # the second attempt, on a new session
+        await locker.close()
+        response = await pending
+    assert response["statusCode"] == 201, response
+    assert "lost during a keyed write; sending it again" in caplog.text
+    stored = await db.fetch("SELECT id FROM tasks WHERE user_id = $1 AND title = 'fate unknown'", account.id)
+    assert [str(row["id"]) for row in stored] == [response_json(response)["id"]]
+    # A client retrying anyway (it saw no answer) is told what the first attempt did.
+    again = await invoke(event)
+    assert response_json(again) == response_json(response)
+    assert response_header(again, "idempotent-replayed") == "true"
+
+
 def test_single_without_a_pooler_warns_at_startup(caplog, database_url):
     from app.config import normalize_database_url, settings
 

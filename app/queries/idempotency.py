@@ -1,0 +1,171 @@
+"""Exactly-once writes: the `Idempotency-Key` rides along with the write's own statement (no round trip of its
+own).
+
+A keyed write's statement gains two CTEs (`previous`, `recorded`) and one condition on its write:
+
+    WITH previous AS (SELECT fingerprint, status_code, response, live FROM idempotency_keys
+                      WHERE user_id = <the token's> AND operation = ... AND key = ...),
+         written  AS (INSERT/UPDATE ... WHERE ... AND NOT EXISTS (SELECT FROM previous) RETURNING tasks.*),
+         recorded AS (INSERT INTO idempotency_keys SELECT ..., to_jsonb(written) FROM written)
+    SELECT <the user>, previous.*, written.* ...
+
+So the write and its key are committed together, or neither is. A key already recorded means nothing is
+written and the statement returns the stored answer instead (a replay, or a mismatch when the fingerprint
+differs).
+
+Two duplicates sent at once both find no key in their snapshot and both write; the second's INSERT into
+idempotency_keys then waits for the first to commit and fails on the primary key, which rolls back its whole
+statement, its write included. `execute_keyed` sends it once more: by then the first's key is committed, so
+the second is answered with the first's response. Exactly one row is written.
+
+A key older than IDEMPOTENCY_KEY_TTL_HOURS counts as new: `execute_keyed` deletes it and sends the statement
+again (two more round trips, only for a key reused after it expired and before the purge removed it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import asyncpg
+from sqlalchemy import CTE, ColumnElement, Interval, delete, exists, func, insert, literal, select, tuple_
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col
+
+from app.config import settings
+from app.db import LazyConnection
+from app.db_faults import caused_by
+from app.models.idempotency import IdempotencyKey
+from app.observability import exception_chain
+from app.queries import IdempotencyKeyInFlight, IdempotencyKeyReused
+
+KEY_CONSTRAINT = "pk_idempotency_keys"
+
+
+class Claim(NamedTuple):
+    """A keyed request: its key, the operation it is scoped to (with the user), and its fingerprint."""
+
+    key: str
+    operation: str
+    fingerprint: str
+
+
+class Replay(NamedTuple):
+    """The stored answer to a key's first request: its status and the written row (the response's source)."""
+
+    status_code: int
+    row: dict[str, Any]
+
+
+def _ttl() -> ColumnElement[Any]:
+    return literal(timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS), Interval())
+
+
+def _the_key(user_id: Any, claim: Claim) -> list[ColumnElement[bool]]:
+    return [
+        col(IdempotencyKey.user_id) == user_id,
+        col(IdempotencyKey.operation) == claim.operation,
+        col(IdempotencyKey.key) == claim.key,
+    ]
+
+
+def previous(user_id: Any, claim: Claim) -> CTE:
+    """The key's row, if this user sent it on this operation before (expired or not)."""
+    live = col(IdempotencyKey.created_at) > func.now() - _ttl()
+    return (
+        select(
+            col(IdempotencyKey.fingerprint),
+            col(IdempotencyKey.status_code),
+            col(IdempotencyKey.response),
+            live.label("live"),
+        )
+        .where(*_the_key(user_id, claim))
+        .cte("previous")
+    )
+
+
+def unclaimed(previous_key: CTE) -> ColumnElement[bool]:
+    """The condition the write gains: the key was not recorded before."""
+    return ~exists(previous_key.select())
+
+
+def recorded(claim: Claim, written: CTE, status_code: int) -> CTE:
+    """The key's row, inserted from the written row itself (nothing is recorded when nothing was written)."""
+    values = select(
+        written.c.user_id,
+        literal(claim.operation),
+        literal(claim.key),
+        literal(claim.fingerprint),
+        literal(status_code),
+        func.to_jsonb(written.table_valued()),
+    )
+    columns = ["user_id", "operation", "key", "fingerprint", "status_code", "response"]
+    return insert(IdempotencyKey).from_select(columns, values).cte("recorded")
+
+
+def keyed(statement: Any) -> Any:
+    """Marks a keyed write as safe to send twice (app.db.LazyConnection resends it on a lost connection)."""
+    return statement.execution_options(idempotent=True)
+
+
+def replayed(claim: Claim, row: Any) -> Replay | None:
+    """The stored answer when the statement found the key (None when it wrote). IdempotencyKeyReused when the
+    key was used for another request."""
+    if row.fingerprint is None:
+        return None
+    if row.fingerprint != claim.fingerprint:
+        raise IdempotencyKeyReused
+    return Replay(row.status_code, row.response)
+
+
+def _lost_race(error: sa_exc.IntegrityError) -> bool:
+    """Whether the statement failed because a concurrent request recorded the same key first."""
+    return caused_by(error, asyncpg.UniqueViolationError) and any(
+        getattr(link, "constraint_name", None) == KEY_CONSTRAINT for link in exception_chain(error, "orig", "__cause__")
+    )
+
+
+async def execute_keyed(connection: LazyConnection, user_id: Any, claim: Claim, statement: Any) -> Any:
+    """The keyed statement's one row. Sent once more after losing the race to a concurrent duplicate (it then
+    finds the duplicate's key and replays it), and once more after deleting the key if it had expired (it then
+    writes as if the key were new): at most three sends, and one for almost every request."""
+    statement = keyed(statement)
+    raced = forgot = False
+    while True:
+        try:
+            row = (await connection.execute(statement)).first()
+        except sa_exc.IntegrityError as error:
+            if not _lost_race(error):
+                raise
+            if raced:  # lost twice: the key is busy with other requests; let the client come back
+                raise IdempotencyKeyInFlight from error
+            raced = True
+            continue
+        if row is None or row.fingerprint is None or row.live or forgot:
+            return row
+        await connection.execute(
+            delete(IdempotencyKey).where(
+                *_the_key(user_id, claim), col(IdempotencyKey.created_at) <= func.now() - _ttl()
+            )
+        )
+        forgot = True
+
+
+async def purge_expired(connection: Any, batch: int = 10_000) -> int:
+    """Deletes keys past their lifetime, `batch` at a time through the created_at index; returns how many."""
+    total = 0
+    while True:
+        doomed = (
+            select(col(IdempotencyKey.user_id), col(IdempotencyKey.operation), col(IdempotencyKey.key))
+            .where(col(IdempotencyKey.created_at) <= func.now() - _ttl())
+            .order_by(col(IdempotencyKey.created_at))
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        statement = delete(IdempotencyKey).where(
+            tuple_(col(IdempotencyKey.user_id), col(IdempotencyKey.operation), col(IdempotencyKey.key)).in_(doomed)
+        )
+        deleted = (await connection.execute(statement)).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
