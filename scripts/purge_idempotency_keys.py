@@ -1,6 +1,6 @@
 """Delete the Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_HOURS (the scheduled `purge` function, run here).
 
-    python scripts/purge_idempotency_keys.py      # or: make purge-keys
+python scripts/purge_idempotency_keys.py      # or: make purge-keys
 """
 
 from __future__ import annotations

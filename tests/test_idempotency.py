@@ -40,7 +40,9 @@ async def test_a_retried_create_is_answered_as_the_first_and_writes_once(client,
     assert answer(again) == answer(first)
     assert again.headers["idempotent-replayed"] == "true"
     assert await count_tasks(db, account) == 1
-    stored = await db.fetchrow("SELECT operation, key, status_code FROM idempotency_keys WHERE user_id = $1", account.id)
+    stored = await db.fetchrow(
+        "SELECT operation, key, status_code FROM idempotency_keys WHERE user_id = $1", account.id
+    )
     assert tuple(stored) == ("tasks_create", KEY.strip('"'), 201)
 
 
@@ -229,7 +231,9 @@ async def test_twenty_concurrent_duplicate_patches_apply_once(client, db):
     account = await make_account(db)
     task = await create_task(client, account)
     url = f"{TASKS}/{task['id']}"
-    responses = await asyncio.gather(*(client.patch(url, json={"title": "once"}, headers=keyed(account)) for _ in range(20)))
+    responses = await asyncio.gather(
+        *(client.patch(url, json={"title": "once"}, headers=keyed(account)) for _ in range(20))
+    )
     assert {response.status_code for response in responses} <= {200, 409}
     assert await db.fetchval("SELECT version FROM tasks WHERE id = $1", uuid.UUID(task["id"])) == 2
     assert {response.headers["etag"] for response in responses if response.status_code == 200} == {'"2"'}
