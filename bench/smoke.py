@@ -41,6 +41,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "cpu.py": ["--requests", "20", "--rounds", "1", "--profile-requests", "20"],
     "warm.py": ["--invocations", "10", "--rounds", "2", "--trip-invocations", "5"],
     "kill.py": ["--invocations", "40", "--kills", "4"],
+    "idempotency.py": ["--invocations", "5", "--rounds", "1", "--trip-invocations", "3"],
     "tls.py": ["--delay-ms", "0", "--repeat", "1"],
     "snapstart.py": ["--runs", "1"],
     "fresh_connection.py": ["--repeats", "5", "--rounds", "1"],

@@ -123,3 +123,26 @@ async def test_every_route_with_a_body_checks_its_media_type(client, db):
             headers={**account.headers, "Content-Type": "text/plain"},
         )
         assert response.status_code == 415, (method, path, response.text)
+
+
+async def test_idempotency_key_is_documented_on_the_keyed_writes(client):
+    spec = (await client.get("/openapi.json")).json()
+    keyed = {("post", "/api/v1/tasks"), ("patch", "/api/v1/tasks/{task_id}")}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            names = [parameter["name"] for parameter in operation.get("parameters", [])]
+            assert ("Idempotency-Key" in names) == ((method, path) in keyed), (method, path)
+    for method, path in keyed:
+        operation = spec["paths"][path][method]
+        (header,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and not header.get("required", False)
+        assert "Idempotent-Replayed" in header["description"]
+        responses = operation["responses"]
+        for status, name in (("400", "malformed_idempotency_key"), ("409", "idempotency_key_in_flight")):
+            assert name in responses[status]["content"]["application/json"]["examples"], (method, status)
+        assert "retry-after" in {h.lower() for h in responses["409"]["headers"]}
+        # 422: the key's reuse beside FastAPI's own validation errors, both in the schema.
+        unprocessable = responses["422"]["content"]["application/json"]
+        assert "idempotency_key_reused" in unprocessable["examples"]
+        refs = {option["$ref"].rsplit("/", 1)[1] for option in unprocessable["schema"]["anyOf"]}
+        assert refs == {"HTTPValidationError", "ErrorMessage"}

@@ -28,7 +28,22 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy import CTE, ColumnElement, Interval, delete, exists, func, insert, literal, select, tuple_
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Interval,
+    SmallInteger,
+    Text,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+)
 from sqlalchemy import exc as sa_exc
 from sqlmodel import col
 
@@ -57,21 +72,40 @@ class Replay(NamedTuple):
     row: dict[str, Any]
 
 
-def _ttl() -> ColumnElement[Any]:
-    return literal(timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS), Interval())
+# The key's values are bind parameters of the statement (`Claim.parameters`), so that a keyed statement may be
+# built once and executed with them (app/queries/tasks.py's keyed create).
+_KEY_USER = bindparam("key_user_id", type_=Uuid())
+_KEY_OPERATION = bindparam("key_operation", type_=Text())
+_KEY = bindparam("key", type_=Text())
+_FINGERPRINT = bindparam("key_fingerprint", type_=Text())
+_STATUS = bindparam("key_status_code", type_=SmallInteger())
+_TTL = bindparam("key_ttl", type_=Interval())
 
 
-def _the_key(user_id: Any, claim: Claim) -> list[ColumnElement[bool]]:
-    return [
-        col(IdempotencyKey.user_id) == user_id,
-        col(IdempotencyKey.operation) == claim.operation,
-        col(IdempotencyKey.key) == claim.key,
-    ]
+def parameters(user_id: Any, claim: Claim, status_code: int) -> dict[str, Any]:
+    """The values of the keyed statement's key parameters."""
+    return {
+        "key_user_id": user_id,
+        "key_operation": claim.operation,
+        "key": claim.key,
+        "key_fingerprint": claim.fingerprint,
+        "key_status_code": status_code,
+        "key_ttl": _ttl(),
+    }
 
 
-def previous(user_id: Any, claim: Claim) -> CTE:
+def _ttl() -> timedelta:
+    return timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+
+
+def previous() -> CTE:
     """The key's row, if this user sent it on this operation before (expired or not)."""
-    live = col(IdempotencyKey.created_at) > func.now() - _ttl()
+    live = col(IdempotencyKey.created_at) > func.now() - _TTL
+    the_key = [
+        col(IdempotencyKey.user_id) == _KEY_USER,
+        col(IdempotencyKey.operation) == _KEY_OPERATION,
+        col(IdempotencyKey.key) == _KEY,
+    ]
     return (
         select(
             col(IdempotencyKey.fingerprint),
@@ -79,7 +113,7 @@ def previous(user_id: Any, claim: Claim) -> CTE:
             col(IdempotencyKey.response),
             live.label("live"),
         )
-        .where(*_the_key(user_id, claim))
+        .where(*the_key)
         .cte("previous")
     )
 
@@ -89,15 +123,10 @@ def unclaimed(previous_key: CTE) -> ColumnElement[bool]:
     return ~exists(previous_key.select())
 
 
-def recorded(claim: Claim, written: CTE, status_code: int) -> CTE:
+def recorded(written: CTE) -> CTE:
     """The key's row, inserted from the written row itself (nothing is recorded when nothing was written)."""
     values = select(
-        written.c.user_id,
-        literal(claim.operation),
-        literal(claim.key),
-        literal(claim.fingerprint),
-        literal(status_code),
-        func.to_jsonb(written.table_valued()),
+        written.c.user_id, _KEY_OPERATION, _KEY, _FINGERPRINT, _STATUS, func.to_jsonb(written.table_valued())
     )
     columns = ["user_id", "operation", "key", "fingerprint", "status_code", "response"]
     return insert(IdempotencyKey).from_select(columns, values).cte("recorded")
@@ -125,7 +154,9 @@ def _lost_race(error: sa_exc.IntegrityError) -> bool:
     )
 
 
-async def execute_keyed(connection: LazyConnection, user_id: Any, claim: Claim, statement: Any) -> Any:
+async def execute_keyed(
+    connection: LazyConnection, statement: Any, values: dict[str, Any], user_id: Any, claim: Claim
+) -> Any:
     """The keyed statement's one row. Sent once more after losing the race to a concurrent duplicate (it then
     finds the duplicate's key and replays it), and once more after deleting the key if it had expired (it then
     writes as if the key were new): at most three sends, and one for almost every request."""
@@ -133,7 +164,7 @@ async def execute_keyed(connection: LazyConnection, user_id: Any, claim: Claim, 
     raced = forgot = False
     while True:
         try:
-            row = (await connection.execute(statement)).first()
+            row = (await connection.execute(statement, values)).first()
         except sa_exc.IntegrityError as error:
             if not _lost_race(error):
                 raise
@@ -145,7 +176,10 @@ async def execute_keyed(connection: LazyConnection, user_id: Any, claim: Claim, 
             return row
         await connection.execute(
             delete(IdempotencyKey).where(
-                *_the_key(user_id, claim), col(IdempotencyKey.created_at) <= func.now() - _ttl()
+                col(IdempotencyKey.user_id) == user_id,
+                col(IdempotencyKey.operation) == claim.operation,
+                col(IdempotencyKey.key) == claim.key,
+                col(IdempotencyKey.created_at) <= func.now() - literal(_ttl(), Interval()),
             )
         )
         forgot = True
@@ -157,7 +191,7 @@ async def purge_expired(connection: Any, batch: int = 10_000) -> int:
     while True:
         doomed = (
             select(col(IdempotencyKey.user_id), col(IdempotencyKey.operation), col(IdempotencyKey.key))
-            .where(col(IdempotencyKey.created_at) <= func.now() - _ttl())
+            .where(col(IdempotencyKey.created_at) <= func.now() - literal(_ttl(), Interval()))
             .order_by(col(IdempotencyKey.created_at))
             .limit(batch)
             .with_for_update(skip_locked=True)

@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Uuid,
     and_,
     asc,
+    bindparam,
+    case,
     delete,
     desc,
     func,
@@ -45,7 +48,7 @@ from app.models.task import PRIORITY_RANK, Task, TaskCreate, TaskListQuery, Task
 from app.models.user import User
 from app.queries import AccountGone, TaskNotFound, VersionMismatch, idempotency
 from app.queries.idempotency import Claim, Replay
-from app.queries.users import authorised
+from app.queries.users import authorised, authorised_by
 from app.security import AccessToken
 
 tasks = table_of(Task)  # its columns by name, for the sort keys and the literals' types
@@ -181,8 +184,13 @@ async def create_task(
     """INSERT ... SELECT FROM users: the row is only written if the user exists and is active. With a `claim`
     (an Idempotency-Key), the same statement records the key, or answers the key's earlier request instead of
     writing (app/queries/idempotency.py)."""
+    if claim is not None:
+        values = {name: getattr(data, name) for name in CREATED_FIELDS}
+        values.update(status=data.status.value, priority=data.priority.value)
+        values.update(token_user_id=token.user_id, token_issued_at=token.issued_at)
+        return await _run_keyed(connection, token, claim, _keyed_create(), values, 201)
     columns = tasks.c
-    values: dict[str, Any] = {
+    values = {
         "user_id": User.id,
         "title": literal(data.title, columns.title.type),
         "description": literal(data.description, columns.description.type),
@@ -193,42 +201,66 @@ async def create_task(
         "completed_at": func.now() if data.status is TaskStatus.done else null(),
     }
     source: Any = select(*values.values()).where(authorised(token))
-    if claim is None:
-        statement = insert(Task).from_select(list(values), source).returning(Task)
-        row = (await connection.execute(statement)).first()
-        if row is None:
-            raise AccountGone
-        return row
-    earlier = idempotency.previous(token.user_id, claim)
-    written = insert(Task).from_select(list(values), source.where(idempotency.unclaimed(earlier)))
-    written_cte = written.returning(Task).cte("written")
-    account = select(col(User.id)).where(authorised(token)).cte("account")
-    return await _keyed_outcome(connection, token, claim, account, earlier, written_cte, 201)
+    statement = insert(Task).from_select(list(values), source).returning(Task)
+    row = (await connection.execute(statement)).first()
+    if row is None:
+        raise AccountGone
+    return row
 
 
-async def _keyed_outcome(
-    connection: LazyConnection,
-    token: AccessToken,
-    claim: Claim,
-    account: Any,
-    earlier: Any,
-    written: Any,
-    status_code: int,
-    owned: Any = None,
-) -> Row[Any] | Replay:
-    """Runs a keyed write: the user, the task's current version (`owned`, for writes on one task), the key's
-    earlier answer (if any) and the written row, in one statement."""
+CREATED_FIELDS = ("title", "description", "status", "priority", "due_date", "tags")
+
+
+@cache
+def _keyed_create() -> Any:
+    """The keyed create, built once with bind parameters (the task's fields, the token's, the key's):
+
+        WITH previous AS (the key's row), written AS (INSERT ... SELECT FROM users WHERE <authorised> AND NOT
+             EXISTS previous RETURNING tasks.*), recorded AS (INSERT INTO idempotency_keys ... FROM written)
+        SELECT account.id, previous.*, written.* FROM account LEFT JOIN previous LEFT JOIN written
+
+    Built per request like the plain create, its construction and its cache key cost more CPU than the rest
+    of the request (bench/idempotency.py); executed with parameters, SQLAlchemy compiles it once as well."""
+    columns = tasks.c
+    values: dict[str, Any] = {"user_id": User.id}
+    values.update({name: bindparam(name, type_=columns[name].type) for name in CREATED_FIELDS})
+    values["completed_at"] = case((values["status"] == TaskStatus.done.value, func.now()), else_=null())
+    user_id, issued_at = (
+        bindparam("token_user_id", type_=Uuid()),
+        bindparam("token_issued_at", type_=columns.created_at.type),
+    )
+    earlier = idempotency.previous()
+    source = select(*values.values()).where(authorised_by(user_id, issued_at), idempotency.unclaimed(earlier))
+    written = insert(Task).from_select(list(values), source).returning(Task).cte("written")
+    account = select(col(User.id)).where(authorised_by(user_id, issued_at)).cte("account")
+    return _keyed_statement(account, earlier, written)
+
+
+def _keyed_statement(account: Any, earlier: Any, written: Any, owned: Any = None) -> Any:
+    """A keyed write's statement: the user, the task's current version (`owned`, for writes on one task), the
+    key's earlier answer (if any) and the written row, with the key's row recorded from the written one."""
     columns: list[Any] = [account.c.id.label("account")]
     joined = account
     if owned is not None:
         columns.append(owned.c.version.label("current_version"))
         joined = joined.outerjoin(owned, true())
-    statement = (
+    return (
         select(*columns, earlier, written)
         .select_from(joined.outerjoin(earlier, true()).outerjoin(written, true()))
-        .add_cte(idempotency.recorded(claim, written, status_code))
+        .add_cte(idempotency.recorded(written))
     )
-    row = await idempotency.execute_keyed(connection, token.user_id, claim, statement)
+
+
+async def _run_keyed(
+    connection: LazyConnection,
+    token: AccessToken,
+    claim: Claim,
+    statement: Any,
+    values: dict[str, Any],
+    status_code: int,
+) -> Row[Any] | Replay:
+    values = values | idempotency.parameters(token.user_id, claim, status_code)
+    row = await idempotency.execute_keyed(connection, statement, values, token.user_id, claim)
     if row is None:
         raise AccountGone
     return idempotency.replayed(claim, row) or row
@@ -290,9 +322,10 @@ async def _guarded(
         )
         row = (await connection.execute(statement)).first()
     else:
-        earlier = idempotency.previous(token.user_id, claim)
+        earlier = idempotency.previous()
         written = write.where(*target, idempotency.unclaimed(earlier)).returning(Task).cte("written")
-        outcome = await _keyed_outcome(connection, token, claim, account, earlier, written, 200, owned)
+        statement = _keyed_statement(account, earlier, written, owned)
+        outcome = await _run_keyed(connection, token, claim, statement, {}, 200)
         if isinstance(outcome, Replay):
             return outcome
         row = outcome

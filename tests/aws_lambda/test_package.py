@@ -101,6 +101,25 @@ def test_migrate_function_uses_the_direct_url(template):
     assert env["DB_APPLICATION_NAME"] == "task-api-dev-migrate"
 
 
+def test_purge_function_runs_hourly_on_an_eventbridge_schedule(template):
+    purge_id = function_id(template, "app.purge_handler.handler")
+    purge = function(template, "app.purge_handler.handler")
+    assert purge["Runtime"] == RUNTIME and "SnapStart" not in purge
+    assert purge["Environment"]["Variables"]["DB_POOL"] == "null"
+    (rule,) = [
+        r["Properties"]
+        for r in resources(template, "AWS::Events::Rule").values()
+        if purge_id in json.dumps(r["Properties"]["Targets"])
+    ]
+    assert rule["ScheduleExpression"] == "rate(1 hour)" and rule["State"] == "ENABLED"
+    permissions = resources(template, "AWS::Lambda::Permission").values()
+    assert any(
+        p["Properties"]["Principal"] == "events.amazonaws.com"
+        and purge_id in json.dumps(p["Properties"]["FunctionName"])
+        for p in permissions
+    )
+
+
 def test_http_api_routes_everything_to_the_api_function(template):
     routes = {r["Properties"]["RouteKey"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
     assert routes == {"ANY /", "ANY /{proxy+}", *AUTH_ROUTES}  # the auth routes only for their throttle
@@ -210,6 +229,7 @@ def test_zip_holds_the_app_and_what_migrate_needs(artifact):
         "app/handler.py",
         "app/main.py",
         "app/migrate_handler.py",
+        "app/purge_handler.py",
         "alembic.ini",
         "alembic/env.py",
         "alembic/script.py.mako",
