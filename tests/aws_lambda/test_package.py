@@ -204,7 +204,7 @@ def test_the_stage_throttles_every_route_and_the_auth_routes_lower(template):
 def test_log_retention_per_stage(template):
     groups = resources(template, "AWS::Logs::LogGroup").values()
     assert {g["Properties"]["RetentionInDays"] for g in groups} == {7}
-    assert len(groups) == 2
+    assert len(groups) == 3  # api, migrate, purge
 
 
 def test_deploy_settings_come_from_ssm_per_stage():
