@@ -7,7 +7,11 @@ Invocations of app.handler.handler (HTTP API 2.0 events, one event loop kept, as
 - through PgBouncer 1.24 (scripts/build_pgbouncer.sh) in transaction mode like Neon's pooler, with a short
   client_idle_timeout; between random pairs of invocations one of: pg_terminate_backend of the pooler's server
   sessions, a pooler restart, a PostgreSQL restart, or a wait past the pooler's idle timeout;
-- straight to PostgreSQL: pg_terminate_backend of the app's session, or a PostgreSQL restart.
+- straight to PostgreSQL: pg_terminate_backend of the app's session, or a PostgreSQL restart;
+- both again ("keyed") with an Idempotency-Key on every write, a client that sends a write answered 503 again
+  with the same key (up to 5 times), and kills that may also land while a write runs (pg_terminate_backend a
+  few milliseconds into it, from another thread). There every key must end answered 201, stored exactly once,
+  under the id the answer named: 0 lost, 0 duplicated.
 
 Then it checks, from the table: every read answered 200; every write answered 201 is there exactly once; no
 write was answered anything but 201 or 503, and none (503 included) is there twice. The bench runs its own
@@ -23,6 +27,7 @@ import json
 import logging
 import random
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +47,8 @@ from bench._common import (  # noqa: E402
 )
 
 DATA_DIR = ROOT / ".data" / "kill-pg"
+DURING_WRITE = "pg_terminate_backend during a write"
+RETRIES = 5  # a keyed write answered 503 is sent again, with the same key, up to this many times
 IDLE_TIMEOUT = 0.5  # the pooler's client_idle_timeout, seconds
 
 
@@ -53,6 +60,7 @@ class LogCounter(logging.Handler):
         "sending it again": "resent (never sent)",
         "reading again": "read again",
         "not sent again": "write not resent",
+        "keyed write; sending it again": "keyed write resent",
     }
 
     def __init__(self) -> None:
@@ -99,7 +107,11 @@ class Server:
             await connection.close()
 
 
-def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], args, rng: random.Random) -> dict:
+def run_phase(
+    name: str, server: Server, url: str, pooler, kinds: list[str], args, rng: random.Random, keyed: bool = False
+) -> dict:
+    """One run. `keyed`: every write carries an Idempotency-Key, and the client sends it again, with the same
+    key, after each 503 (up to RETRIES times); a kill may also land while a write runs ("during a write")."""
     import app.db
     from app.config import normalize_database_url, settings
 
@@ -112,6 +124,8 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
     kills: collections.Counter[str] = collections.Counter()
     outcomes: collections.Counter[tuple[str, int]] = collections.Counter()
     writes: dict[str, int] = {}
+    answered_ids: dict[str, str] = {}
+    retries = 0
     failures: list[str] = []
     counter = LogCounter()
     db_logger = logging.getLogger("app.db")
@@ -120,10 +134,15 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
     started = time.monotonic()
     try:
         for index in range(args.invocations):
+            during = None
             if index in kill_at:
                 kind = rng.choice(kinds)
                 kills[kind] += 1
-                if kind == "pg_terminate_backend":
+                if kind == DURING_WRITE:
+                    # From another thread, a few milliseconds into the next write: before, during or just after
+                    # its statement, the client cannot tell which.
+                    during = threading.Timer(rng.uniform(0, 0.004), lambda: asyncio.run(server.terminate_sessions()))
+                elif kind == "pg_terminate_backend":
                     loop.run_until_complete(server.terminate_sessions())
                 elif kind == "pooler restart":
                     pooler.restart()
@@ -131,7 +150,7 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
                     server.restart()
                 elif kind == "pooler idle timeout":
                     time.sleep(IDLE_TIMEOUT * 3)
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 and during is None:
                 event = http_api_event("GET", "/api/v1/tasks", query={"tag": "x", "limit": 20}, token=token)
                 status = handler(event, context)["statusCode"]
                 outcomes[("read", status)] += 1
@@ -140,9 +159,24 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
             else:
                 title = f"kill-{name}-{uuid.uuid4().hex}"
                 event = http_api_event("POST", "/api/v1/tasks", body={"title": title, "tags": ["kill"]}, token=token)
-                status = handler(event, context)["statusCode"]
+                if keyed:
+                    event["headers"]["idempotency-key"] = f'"{uuid.uuid4()}"'
+                if during is not None:
+                    during.start()
+                response = handler(event, context)
+                for _ in range(RETRIES if keyed else 0):
+                    if response["statusCode"] != 503:
+                        break
+                    retries += 1
+                    time.sleep(0.05)  # the client's back-off before sending the same request again
+                    response = handler(event, context)
+                if during is not None:
+                    during.join()
+                status = response["statusCode"]
                 outcomes[("write", status)] += 1
                 writes[title] = status
+                if status == 201:
+                    answered_ids[title] = json.loads(response["body"])["id"]
                 if status not in (201, 503):
                     failures.append(f"write {index} answered {status}")
     finally:
@@ -151,9 +185,14 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
         loop.run_until_complete(engine.dispose())
         app.db.engine = previous
     elapsed = time.monotonic() - started
-    stored = loop.run_until_complete(titles(server.url, f"kill-{name}-"))
+    stored_ids = loop.run_until_complete(titles(server.url, f"kill-{name}-"))
+    stored = {title: len(ids) for title, ids in stored_ids.items()}
     for title, status in writes.items():
         count = stored.get(title, 0)
+        if status == 201 and count == 1 and stored_ids[title] != [answered_ids[title]]:
+            failures.append("a write answered 201 with one id is stored with another")
+        if keyed and status != 201:
+            failures.append(f"a keyed write still answered {status} after {RETRIES} retries (lost)")
         if status == 201 and count != 1:
             failures.append(f"a write answered 201 is in the table {count} times")
         if count > 1:
@@ -166,22 +205,23 @@ def run_phase(name: str, server: Server, url: str, pooler, kinds: list[str], arg
         "failures": failures,
         "seconds": elapsed,
         "app": counter.counts,
+        "retries": retries,
     }
 
 
-async def titles(url: str, prefix: str) -> dict[str, int]:
+async def titles(url: str, prefix: str) -> dict[str, list[str]]:
     import asyncpg
 
     connection = await asyncpg.connect(url)
     try:
         rows = await connection.fetch(
-            "SELECT title, count(*) AS n FROM tasks WHERE user_id = $1 AND title LIKE $2 GROUP BY title",
+            "SELECT title, array_agg(id::text) AS ids FROM tasks WHERE user_id = $1 AND title LIKE $2 GROUP BY title",
             BENCH_USER_ID,
             prefix + "%",
         )
     finally:
         await connection.close()
-    return {row["title"]: row["n"] for row in rows}
+    return {row["title"]: list(row["ids"]) for row in rows}
 
 
 def main() -> int:
@@ -208,11 +248,17 @@ def main() -> int:
         try:
             kinds = ["pg_terminate_backend", "pooler restart", "postgres restart", "pooler idle timeout"]
             results.append(run_phase("pgbouncer-1.24", server, bouncer.url(), bouncer, kinds, args, rng))
+            keyed_kinds = ["pg_terminate_backend", "pooler restart", DURING_WRITE]
+            results.append(
+                run_phase("pgbouncer-1.24 keyed", server, bouncer.url(), bouncer, keyed_kinds, args, rng, keyed=True)
+            )
         finally:
             bouncer.stop()
     results.append(
         run_phase("direct", server, server.url, None, ["pg_terminate_backend", "postgres restart"], args, rng)
     )
+    keyed_kinds = ["pg_terminate_backend", DURING_WRITE]
+    results.append(run_phase("direct keyed", server, server.url, None, keyed_kinds, args, rng, keyed=True))
     server.server.stop()
 
     rows = []
@@ -227,12 +273,24 @@ def main() -> int:
                 json.dumps({f"{what} {status}": n for (what, status), n in sorted(outcomes.items())}),
                 ", ".join(f"{what} {n}" for what, n in sorted(result["app"].items())) or "-",
                 result["unknown_saved"],
+                result["retries"],
                 len(result["failures"]),
                 result["seconds"],
             )
         )
     print(f"\nDB_POOL=single, {args.invocations} invocations and {args.kills} kills per run (seed {args.seed})\n")
-    headers = ("run", "invocations", "kills", "kinds", "answers", "the app", "503 writes saved", "failures", "seconds")
+    headers = (
+        "run",
+        "invocations",
+        "kills",
+        "kinds",
+        "answers (final)",
+        "the app",
+        "503 writes saved",
+        "client retries",
+        "failures",
+        "seconds",
+    )
     print(table(headers, rows))
     failures = [failure for result in results for failure in result["failures"]]
     for failure in failures[:20]:
