@@ -178,6 +178,10 @@ async def list_tasks(
 # --- single tasks -------------------------------------------------------------------------------------------
 
 
+# The fields of TaskCreate a new row takes as they are (completed_at follows from status).
+CREATED_FIELDS = ("title", "description", "status", "priority", "due_date", "tags")
+
+
 async def create_task(
     connection: LazyConnection, token: AccessToken, data: TaskCreate, claim: Claim | None = None
 ) -> Row[Any] | Replay:
@@ -206,9 +210,6 @@ async def create_task(
     if row is None:
         raise AccountGone
     return row
-
-
-CREATED_FIELDS = ("title", "description", "status", "priority", "due_date", "tags")
 
 
 @cache
