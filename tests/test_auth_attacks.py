@@ -28,7 +28,7 @@ from app.models.user import UserRead
 from app.queries.users import USER_COLUMNS
 from app.security import DUMMY_HASH, create_access_token, dummy_hash, hash_password, verify_password
 from tests.support.api import PASSWORD, Account, create_task, make_account
-from tests.support.routes import EXAMPLES
+from tests.support.routes import EXAMPLES, arranged_ids, url_of
 
 OUR_401_MESSAGES = {NOT_AUTHENTICATED, INVALID_TOKEN, ACCOUNT_GONE}
 
@@ -134,10 +134,8 @@ async def deleted_account(client: httpx.AsyncClient, db) -> Account:
 
 
 async def request_for(client, db, account: Account, method: str, path: str):
-    """(url, options) of the GOOD_REQUESTS entry, on a task of `account` where the route needs one."""
-    url = path
-    if "{task_id}" in path:
-        url = path.format(task_id=(await create_task(client, account, tags=["x"]))["id"])
+    """(url, options) of the GOOD_REQUESTS entry, on resources of `account` where the route needs them."""
+    url = url_of(path, await arranged_ids(client, account.headers)) if "{" in path else path
     return url, dict(GOOD_REQUESTS[(method, path)])
 
 

@@ -20,7 +20,7 @@ from app.db import LazyConnection, create_engine, get_connection
 from app.main import app
 from app.security import AccessToken
 from tests.support.api import make_account
-from tests.support.routes import EXAMPLES, example_requests
+from tests.support.routes import EXAMPLES, arranged_ids, example_requests
 
 
 @pytest.fixture
@@ -36,9 +36,6 @@ async def recording_engine() -> AsyncIterator[tuple[AsyncEngine, list[str]]]:
 async def test_every_route_answers_through_overridden_user_and_connection(client, db, recording_engine):
     engine, statements = recording_engine
     account = await make_account(db)
-    task_id = await db.fetchval(
-        "INSERT INTO tasks (user_id, title, tags) VALUES ($1, 'Mine', '{x}') RETURNING id", account.id
-    )
     app_statements: list[str] = []
     listener = lambda *args: app_statements.append(args[2])  # noqa: E731
 
@@ -53,7 +50,8 @@ async def test_every_route_answers_through_overridden_user_and_connection(client
     app.dependency_overrides[get_connection] = test_connection
     event.listen(app_db.engine.sync_engine, "before_cursor_execute", listener)
     try:
-        for (method, path), request in zip(EXAMPLES, example_requests(client, {}, task_id).values(), strict=True):
+        ids = await arranged_ids(client, {})  # as the overridden user, on the overriding connection
+        for (method, path), request in zip(EXAMPLES, example_requests(client, {}, ids).values(), strict=True):
             statements.clear()
             response = await request()  # no Authorization header: the overridden user is the caller
             assert response.status_code == EXAMPLES[(method, path)].status, (method, path, response.text)

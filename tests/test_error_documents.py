@@ -33,13 +33,9 @@ from scripts.tls_terminator import TlsTerminator
 from tests.support.api import PASSWORD, create_task, make_account
 from tests.support.fake_postgres import endpoint_for, url_through
 from tests.support.outage import row_locked, temporary_role, use_engine
+from tests.support.routes import EXAMPLES, url_of
 
 Spec = dict[str, Any]
-BODIES = {
-    ("post", "/api/v1/tasks"): {"title": "Documented"},
-    ("patch", "/api/v1/tasks/{task_id}"): {"status": "done"},
-    ("patch", "/api/v1/users/me"): {"full_name": "Documented"},
-}
 # The headers an error may carry to tell the client what to do next: each one sent must be documented.
 ERROR_HEADERS = ("retry-after", "www-authenticate", "etag")
 # Every documented error example, by name, and the test below that provokes it. A new documented error fails
@@ -139,14 +135,11 @@ def database_operations(spec: Spec) -> list[tuple[str, str]]:
     ]
 
 
-def send(client: httpx.AsyncClient, method: str, path: str, task_id: Any, **kwargs: Any):
-    url = path.replace("{task_id}", str(task_id))
-    body = BODIES.get((method, path))
-    if method == "post" and path == "/api/v1/auth/register":
-        body = {"email": f"doc-{uuid.uuid4().hex[:8]}@example.com", "password": "long enough pw"}
-    if method == "post" and path == "/api/v1/auth/token":
-        return client.post(url, data={"username": "nobody@example.com", "password": "long enough pw"}, **kwargs)
-    return client.request(method.upper(), url, json=body, **kwargs)
+def send(client: httpx.AsyncClient, method: str, path: str, ids: Any, **kwargs: Any):
+    """The route's example request (tests/support/routes.py), as a new user's email where it takes one."""
+    example = EXAMPLES[(method.upper(), path)]
+    options = example.options(f"doc-{uuid.uuid4().hex[:8]}@example.com")
+    return client.request(method.upper(), url_of(path, ids), **options, **kwargs)
 
 
 async def assert_every_operation_answers(

@@ -18,7 +18,7 @@ from app.config import settings
 from app.dev.embedded import ensure_running, free_port
 from app.errors import DATABASE_UNAVAILABLE
 from tests.conftest import alembic_config_for
-from tests.support.api import insert_task, make_account
+from tests.support.api import make_account
 from tests.support.fake_postgres import SILENT, STALL_AFTER_SSL, endpoint_for, url_through
 from tests.support.outage import (
     SERVING_STATUSES,
@@ -28,6 +28,7 @@ from tests.support.outage import (
     temporary_role,
     use_engine,
 )
+from tests.support.routes import arranged_ids
 
 BUDGET = settings.DB_CONNECT_TIMEOUT  # 2 s in the tests
 HANG_GUARD = BUDGET + 2  # connect budget (retries included) plus scheduling slack on a shared machine
@@ -123,10 +124,9 @@ async def test_after_a_restart_the_same_engine_serves_again(client, monkeypatch,
     direct = await asyncpg.connect(url)
     try:
         account = await make_account(direct)
-        task_id = await insert_task(direct, account.id, "Survives the restart", tags=["x"])
     finally:
         await direct.close()
-    requests = every_endpoint(client, account.headers, task_id)
+    requests = every_endpoint(client, account.headers, await arranged_ids(client, account.headers))
     try:
         before = await requests["tasks-list"]()
         assert before.status_code == 200 and before.json()["items"], before.text

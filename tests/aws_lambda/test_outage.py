@@ -16,10 +16,10 @@ import pytest
 import app.db
 from app.errors import DATABASE_UNAVAILABLE
 from tests.aws_lambda.support import adapt, form, response_header, response_json
-from tests.support.api import insert_task, make_account
+from tests.support.api import make_account
 from tests.support.fake_postgres import endpoint_for, url_through
 from tests.support.outage import SERVING_STATUSES, app_sessions, use_engine
-from tests.support.routes import EXAMPLES, url_of
+from tests.support.routes import EXAMPLES, PathIds, arranged_ids, url_of
 
 CONNECT_TIMEOUT = 0.5  # the smallest DB_CONNECT_TIMEOUT allowed: invocations run one after another
 HANG_GUARD = CONNECT_TIMEOUT + 1.5
@@ -27,7 +27,7 @@ V2 = "powertools__apiGatewayProxyV2Event.json"
 FORMATS = [V2, "awslambdago__apigw-request.json", "powertools__albMultiValueQueryStringEvent.json"]
 
 
-def endpoint_events(headers: dict[str, str], task_id) -> dict[str, dict]:
+def endpoint_events(headers: dict[str, str], ids: PathIds) -> dict[str, dict]:
     """Every database-backed route's example request (tests/support/routes.py) as an HTTP API event."""
     email = f"lambda-{uuid.uuid4().hex[:8]}@example.com"
     events = {}
@@ -42,7 +42,7 @@ def endpoint_events(headers: dict[str, str], task_id) -> dict[str, dict]:
             body = form(**options["data"])
             event_headers["content-type"] = "application/x-www-form-urlencoded"
         events[example.name] = adapt(
-            V2, method, url_of(path, task_id), headers=event_headers, query=options.get("params"), body=body
+            V2, method, url_of(path, ids), headers=event_headers, query=options.get("params"), body=body
         )
     return events
 
@@ -56,12 +56,12 @@ def switchable(database_url):
 
 
 async def test_a_warm_process_answers_503_during_an_outage_and_serves_again_after(
-    invoke, db, database_url, monkeypatch, switchable
+    invoke, client, db, database_url, monkeypatch, switchable
 ):
-    engine = use_engine(monkeypatch, url_through(database_url, switchable), DB_CONNECT_TIMEOUT=CONNECT_TIMEOUT)
     account = await make_account(db)
-    task_id = await insert_task(db, account.id, "Through the outage", tags=["x"])
-    events = endpoint_events(account.headers, task_id)
+    ids = await arranged_ids(client, account.headers)  # through the test's engine, before the Lambda's is swapped in
+    engine = use_engine(monkeypatch, url_through(database_url, switchable), DB_CONNECT_TIMEOUT=CONNECT_TIMEOUT)
+    events = endpoint_events(account.headers, ids)
     try:
         assert (await invoke(events["tasks-list"]))["statusCode"] == 200
 

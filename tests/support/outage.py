@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import normalize_database_url, settings
 from app.security import create_access_token
-from tests.support.routes import EXAMPLES, Request, example_requests
+from tests.support.routes import EXAMPLES, PathIds, Request, example_requests
 
 ROLE_PASSWORD = "role-pw-7f3a"  # a role of the test's own, on the test server only
 # The application_name of engines built here: the session's pgbouncer keeps idle server connections that other
@@ -35,10 +35,10 @@ def use_engine(monkeypatch, url: str, *, pooler: bool = False, **changes: Any) -
     return engine
 
 
-def every_endpoint(client: httpx.AsyncClient, headers: dict[str, str], task_id: uuid.UUID | str) -> dict[str, Request]:
+def every_endpoint(client: httpx.AsyncClient, headers: dict[str, str], ids: PathIds) -> dict[str, Request]:
     """Every route that needs the database, with a valid request each (tests/support/routes.py; the token need
     not name a real user: the database is asked about it)."""
-    return example_requests(client, headers, task_id, database_only=True)
+    return example_requests(client, headers, ids, database_only=True)
 
 
 # What every_endpoint's requests answer once the database serves again (send me-delete last: it ends the account).

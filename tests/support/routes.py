@@ -7,8 +7,9 @@ no example here. So a new route is covered by all of them once it has its one en
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from app.main import app
 
 @dataclass(frozen=True)
 class Example:
-    """A request to one route that succeeds for the token's user (on a task of theirs, `{task_id}`)."""
+    """A request to one route that succeeds for the token's user (on resources of theirs: `arranged_ids`)."""
 
     name: str  # how tests refer to it
     status: int  # its answer when the database serves
@@ -56,7 +57,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/users/me"): Example("me", 200),
     ("PATCH", "/api/v1/users/me"): Example("me-update", 200, json={"full_name": "New Name"}),
     ("GET", "/api/v1/tasks"): Example("tasks-list", 200, params={"tag": "x"}),
-    ("POST", "/api/v1/tasks"): Example("tasks-create", 201, json={"title": "Written?"}),
+    ("POST", "/api/v1/tasks"): Example("tasks-create", 201, json={"title": "Written?", "tags": ["x"]}),
     ("GET", "/api/v1/tasks/{task_id}"): Example("tasks-get", 200),
     ("PATCH", "/api/v1/tasks/{task_id}"): Example("tasks-update", 200, json={"status": "done"}),
     ("GET", "/api/v1/tags"): Example("tags", 200),
@@ -80,21 +81,46 @@ def missing_examples() -> list[str]:
     return [f"{method} {path}" for method, path in api_operations() if (method, path) not in EXAMPLES]
 
 
-def url_of(path: str, task_id: uuid.UUID | str) -> str:
-    return path.replace("{task_id}", str(task_id))
+PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+PathIds = Mapping[str, Any] | uuid.UUID | str
+
+
+def url_of(path: str, ids: PathIds) -> str:
+    """`path` with each `{name}` filled from `ids`: a mapping (`arranged_ids`), or one id for all of them (a
+    random one, for requests that never reach a row)."""
+    return PATH_PARAMETER.sub(lambda match: str(ids[match.group(1)] if isinstance(ids, Mapping) else ids), path)
+
+
+async def arranged_ids(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, str]:
+    """An id for every path parameter of EXAMPLES, each of a resource the caller owns: `{x_id}` in
+    `.../xs/{x_id}` is the `id` that the collection's own POST example (`POST .../xs`) answers with. So a new
+    resource's routes get a real resource to act on with no more than their EXAMPLES entries."""
+    ids: dict[str, str] = {}
+    for _, path in EXAMPLES:
+        for match in PATH_PARAMETER.finditer(path):
+            name, collection = match.group(1), path[: match.start()].rstrip("/")
+            if name in ids:
+                continue
+            example = EXAMPLES.get(("POST", collection))
+            assert example is not None, f"{{{name}}} in {path}: add a POST {collection} example that creates one"
+            response = await client.post(collection, headers=headers, **example.options("unused@example.com"))
+            assert response.status_code == example.status, (collection, response.text)
+            ids[name] = response.json()["id"]
+    return ids
 
 
 Request = Callable[[], Awaitable[httpx.Response]]
 
 
 def example_requests(
-    client: httpx.AsyncClient, headers: dict[str, str], task_id: uuid.UUID | str, *, database_only: bool = False
+    client: httpx.AsyncClient, headers: dict[str, str], ids: PathIds, *, database_only: bool = False
 ) -> dict[str, Request]:
-    """Every example, by name, as a request to send (with `headers`, on task `task_id`), in EXAMPLES' order."""
+    """Every example, by name, as a request to send (with `headers`, on the resources `ids`), in EXAMPLES'
+    order."""
     email = f"example-{uuid.uuid4().hex[:8]}@example.com"
 
     def request(method: str, path: str, example: Example) -> Request:
-        return lambda: client.request(method, url_of(path, task_id), headers=headers, **example.options(email))
+        return lambda: client.request(method, url_of(path, ids), headers=headers, **example.options(email))
 
     return {
         example.name: request(method, path, example)
