@@ -72,8 +72,8 @@ class Replay(NamedTuple):
     row: dict[str, Any]
 
 
-# The key's values are bind parameters of the statement (`parameters` gives their values), so that a keyed statement may be
-# built once and executed with them (app/queries/tasks.py's keyed create).
+# The key's values are bind parameters of the statement (`parameters` gives their values), so that a keyed
+# statement may be built once and executed with them (app/queries/tasks.py's keyed create).
 _KEY_USER = bindparam("key_user_id", type_=Uuid())
 _KEY_OPERATION = bindparam("key_operation", type_=Text())
 _KEY = bindparam("key", type_=Text())
