@@ -12,6 +12,7 @@ from sqlalchemy import event
 
 from app import db as app_db
 from tests.support.api import PASSWORD, create_task, make_account
+from tests.support.routes import EXAMPLES, arranged_ids, example_requests
 
 TASKS = "/api/v1/tasks"
 
@@ -76,3 +77,15 @@ async def test_a_rejected_token_or_bad_if_match_runs_no_statement(client, db):
         bad_if_match = {**account.headers, "If-Match": "v1"}
         assert (await client.delete(f"{TASKS}/{task['id']}", headers=bad_if_match)).status_code == 400
     assert statements == []
+
+
+async def test_every_example_request_is_one_statement(client, db):
+    """Each route's example (tests/support/routes.py), a new route's included, does its work in one statement."""
+    account = await make_account(db)
+    ids = await arranged_ids(client, account.headers)
+    expected = {example.name: example.status for example in EXAMPLES.values()}
+    for name, request in example_requests(client, account.headers, ids, database_only=True).items():
+        with counting() as statements:
+            response = await request()
+        assert response.status_code == expected[name], (name, response.text)
+        assert len(statements) == 1, (name, statements)
