@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from app.db import engine
 from app.models.task import TaskSort
@@ -182,3 +182,45 @@ async def test_the_priority_index_is_on_the_sort_expression(db) -> None:
         "(user_id, ( CASE priority WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 WHEN 'urgent' THEN 3"
         " ELSE NULL END), id)" in normalized
     ), definition
+
+
+async def test_idempotency_key_lookup_and_purge_use_their_indexes(client, db, big_table, captured):
+    """With 200,000 keys (a quarter of them expired): the keyed write finds its key through the primary key, and
+    the purge finds expired keys through the created_at index and deletes them by ctid. Plans only (EXPLAIN
+    without ANALYZE: the statements write)."""
+    from app.queries.idempotency import purge_expired
+
+    await db.execute(
+        """
+        INSERT INTO idempotency_keys (user_id, operation, key, fingerprint, status_code, response, created_at)
+        SELECT $1, 'tasks_create', 'k' || n, 'f', 201, '{}', now() - (n % 4 = 0)::int * interval '2 days'
+        FROM generate_series(1, 200000) AS n
+        """,
+        big_table,
+    )
+    await db.execute("ANALYZE idempotency_keys")
+    token = create_access_token(big_table)
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": '"k7"'}
+    response = await client.post("/api/v1/tasks", json={"title": "Keyed"}, headers=headers)
+    assert response.status_code == 422  # k7 exists, with another fingerprint
+    (statement, parameters) = [s for s in captured.statements if "idempotency_keys" in s[0]][0]
+    raw = await db.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *parameters)
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    key_scans = [
+        node for node in nodes(plan) if node.get("Relation Name") == "idempotency_keys" and "Scan" in node["Node Type"]
+    ]
+    assert key_scans and all(node.get("Index Name") == "pk_idempotency_keys" for node in key_scans), plan
+
+    captured.statements.clear()
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text("BEGIN"))
+        await purge_expired(connection, batch=1000)  # stops after the first batch: an explicit transaction
+        await connection.execute(text("ROLLBACK"))
+    (statement, parameters) = [s for s in captured.statements if s[0].startswith("DELETE FROM idempotency_keys")][0]
+    raw = await db.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *parameters)
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    index_names = {node.get("Index Name") for node in nodes(plan)}
+    assert "ix_idempotency_keys_created_at" in index_names, plan
+    kinds = {node["Node Type"] for node in nodes(plan)}
+    assert "Tid Scan" in kinds and "Seq Scan" not in kinds, plan  # deleted by ctid: the rest is never read
