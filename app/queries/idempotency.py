@@ -193,7 +193,7 @@ async def purge_expired(connection: Any, batch: int = 10_000) -> int:
     index (locked, skipping rows a concurrent purge holds), then deleted by `ctid` (a TID scan): no read of
     the rest of the table, however large it grows.
     """
-    ctid = literal_column("ctid")
+    ctid: ColumnElement[Any] = literal_column("ctid")
     total = 0
     while True:
         doomed = (
