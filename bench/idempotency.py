@@ -20,7 +20,6 @@ import asyncio
 import itertools
 import statistics
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +37,8 @@ from bench._common import (  # noqa: E402
     migrate,
     table,
 )
+from bench.warm import WARMUP, cpu_rounds, proxied  # noqa: E402 (the same rotating rounds and proxy URL)
 
-WARMUP = 10
 POST, POST_KEYED, REPLAY = "POST (no key)", "POST, new key", "POST replayed (same key)"
 PATCH, PATCH_KEYED = "PATCH (no key)", "PATCH, new key"
 PAIRS = ((POST_KEYED, POST), (PATCH_KEYED, PATCH), (REPLAY, POST))
@@ -87,21 +86,6 @@ class Variants:
         assert response["statusCode"] == 201 and response["headers"].get("idempotent-replayed") == "true", response
 
 
-def cpu_rounds(variants: Variants, invocations: int, rounds: int) -> dict[str, list[float]]:
-    names = list(variants.all)
-    figures: dict[str, list[float]] = {name: [] for name in names}
-    for number in range(rounds):
-        for name in names[number % len(names) :] + names[: number % len(names)]:
-            work = variants.all[name]
-            for _ in range(WARMUP):
-                work()
-            started = time.process_time()
-            for _ in range(invocations):
-                work()
-            figures[name].append((time.process_time() - started) / invocations * 1000)
-    return figures
-
-
 def round_trips(url: str, task_id: str, invocations: int) -> dict[str, float]:
     from sqlalchemy.engine import make_url
 
@@ -113,7 +97,7 @@ def round_trips(url: str, task_id: str, invocations: int) -> dict[str, float]:
     trips: dict[str, float] = {}
     for name in (POST, POST_KEYED, REPLAY, PATCH, PATCH_KEYED):
         proxy = RttProxy(target.host or "127.0.0.1", target.port or 5432).start()
-        engine = app_engine(target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+        engine = app_engine(proxied(url, proxy))
         previous, app.db.engine = app.db.engine, engine
         try:
             work = Variants(task_id).all[name]
@@ -167,7 +151,8 @@ def main() -> int:
     engine = app_engine(url)
     previous, app.db.engine = app.db.engine, engine
     try:
-        figures = cpu_rounds(Variants(task_id), args.invocations, args.rounds)
+        variants = Variants(task_id)
+        figures = cpu_rounds(variants, list(variants.all), args.invocations, args.rounds)
     finally:
         loop.run_until_complete(engine.dispose())
         app.db.engine = previous
