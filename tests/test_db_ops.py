@@ -261,7 +261,8 @@ async def test_an_older_dump_is_refused_then_restored_and_migrated_with_migrate(
     assert created.name == f"{int(HEAD) + 1:04d}_mark_tasks_as_migrated.py"
     source_text = created.read_text()
     new_head = f"{int(HEAD) + 1:04d}"
-    assert f"revision: str = '{new_head}'" in source_text and f"down_revision: str | None = '{HEAD}'" in source_text
+    # Double quotes: the template writes revisions that ruff leaves as they are.
+    assert f'revision: str = "{new_head}"' in source_text and f'down_revision: str | None = "{HEAD}"' in source_text
     upgrade, downgrade = source_text.split("def downgrade() -> None:")
     created.write_text(
         upgrade.replace("    pass", "    op.execute(\"COMMENT ON TABLE tasks IS 'migrated'\")")
