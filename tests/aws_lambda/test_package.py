@@ -86,7 +86,7 @@ def test_api_function_in_the_template(template):
     env = api["Environment"]["Variables"]
     assert set(env) >= {"ENVIRONMENT", "DATABASE_URL", "SECRET_KEY", "ALLOWED_ORIGINS", "DB_APPLICATION_NAME"}
     assert env["DB_APPLICATION_NAME"] == "task-api-dev"
-    assert env["DB_POOL"] == "null"
+    assert "DB_POOL" not in env  # the app's `auto` decides from the URL (tests/test_db_pool_auto.py)
     assert env["DATABASE_URL"].startswith("postgresql://offline:")  # the local fallback, not the test database
 
 
