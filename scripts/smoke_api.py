@@ -83,7 +83,7 @@ def main() -> int:
 
     print(f"pool: {choose_pool(settings.DB_POOL, settings.database).reason}")
     if isinstance(health, dict):
-        print(f"database revision: {health.get('revision')}")
+        print(f"database revision: {health.get('database_revision')}")
     failed = [c for c in checks if c[1] != c[2]]
     for name, expected, got in checks:
         print(f"{'ok  ' if expected == got else 'FAIL'} {name}: {got} (expected {expected})")
