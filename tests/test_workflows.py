@@ -102,7 +102,6 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
         "  a:\n"
         "    steps:\n"
         "      - uses: actions/checkout@v3\n"  # actionlint 1.6.22 knows the inputs of v3, not of v4
-
         "        with:\n"
         "          no-such-input: 1\n"
         "      - run: echo ${{ github.no_such_property }}\n"
