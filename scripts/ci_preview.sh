@@ -22,8 +22,10 @@ summary=${PREVIEW_SUMMARY:-.ci/preview-summary.md}
 mkdir -p "$(dirname "$summary")"
 python=.venv/bin/python
 # The suite's slow groups that do not depend on the database they are given (they start their own servers or
-# only package the zip) run in ci.yml; here the point is the branch.
-suite_args=${PREVIEW_PYTEST_ARGS:--m "not packaging and not offline and not pooler and not load and not fuzz"}
+# only package the zip) run in ci.yml, and so do the workflow checks and this script's own test (it would start
+# this script again); here the point is the branch.
+suite_args=${PREVIEW_PYTEST_ARGS:--m "not packaging and not offline and not pooler and not load and not fuzz" \
+--ignore=tests/test_workflows.py --ignore=tests/test_ci_preview.py}
 
 make install >/dev/null || { echo "make install failed" >&2; exit 1; }
 
