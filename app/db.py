@@ -3,7 +3,8 @@
 Built once at import with no I/O: importing the app with an unreachable database host succeeds, and the
 first connection is opened by the first statement that needs one.
 
-DB_POOL picks how connections live: `null` (the default) opens one per request; `single` keeps at most one per
+DB_POOL picks how connections live (`auto`, the default, picks `single` behind a pooler and `null` otherwise:
+app.config.choose_pool): `null` opens one per request; `single` keeps at most one per
 process across Lambda invocations (Mangum keeps its event loop), for a pooled endpoint; `queue` is a pool for
 long-running servers. What matters is round trips per request:
 - connection setup is bounded (`DB_CONNECT_TIMEOUT`) and retried briefly, for a Neon compute waking up;
@@ -43,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import visitors
 
-from app.config import DatabaseTarget, Environment, Settings, settings
+from app.config import DatabaseTarget, Environment, Settings, choose_pool, settings
 from app.db_dialect import DRIVER_NAME, closed_while_idle
 from app.db_faults import (
     CONNECTION_GONE,
@@ -157,7 +158,8 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
     """The application's engine for `target`. No I/O happens here."""
     pool_args: dict[str, Any]
     connect_args = _session_kwargs(target, cfg)  # TLS at the first connect (do_connect below), not at import
-    if cfg.DB_POOL == "queue":
+    choice = choose_pool(cfg.DB_POOL, target)  # DB_POOL=auto resolved for this target (app/config.py)
+    if choice.mode == "queue":
         # Long-running servers (uvicorn, containers): keep connections; verify them after idle periods.
         # All 15 are kept, none is overflow: a request holds its connection only for its one statement, so
         # under load the number in use swings around any pool_size, and every overflow connection returned
@@ -168,7 +170,7 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         # SQLAlchemy's per-connection statement cache pays off with long-lived connections; behind a
         # transaction pooler a cached statement may not exist on the next server connection.
         connect_args["prepared_statement_cache_size"] = 0 if target.behind_pooler else 100
-    elif cfg.DB_POOL == "single":
+    elif choice.mode == "single":
         # One connection per process, kept across Lambda invocations (Mangum keeps its event loop). Requests that
         # overlap in one process (only under uvicorn) wait for it rather than open a second one: "at most one
         # connection per process" is what makes a pooler's client limit a bound on the fleet. The wait is bounded
@@ -201,7 +203,10 @@ def create_engine(target: DatabaseTarget, cfg: Settings = settings) -> AsyncEngi
         isolation_level="AUTOCOMMIT",
         **pool_args,
     )
-    statements = PreparedStatements() if cfg.DB_POOL == "single" else None
+    statements = PreparedStatements() if choice.mode == "single" else None
+
+    # On the first connection, not at import: logging is configured by then (app.main imports this module first).
+    event.listen(engine.sync_engine, "first_connect", lambda *_: logger.info("DB_POOL=%s: %s", *choice))
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def connect_options(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ Logging (JSON lines, one per request) is set up at import: app/observability.py.
 
 from fastapi import FastAPI
 
+from app.api.docs import serve_docs_offline
 from app.api.limits import BodySizeLimit
 from app.api.problems import register_problem_handlers
 from app.api.router import API_PREFIX, api_router
@@ -20,10 +21,11 @@ def create_app() -> FastAPI:
         version="1.0.0",
         summary="Tasks with status, priority, due dates and tags; JWT auth; on AWS Lambda and Neon Postgres.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by serve_docs_offline, with local assets
         redoc_url=None,
     )
     app.include_router(api_router, prefix=API_PREFIX)
+    serve_docs_offline(app)
     register_error_handlers(app)
     register_problem_handlers(app)
     # Middleware added later wraps what was added before.

@@ -207,6 +207,7 @@ def test_empty_values_as_in_env_example_mean_the_defaults(monkeypatch, tmp_path)
     settings = Settings(_env_file=env_file)
     assert settings.database.url.host == "127.0.0.1"  # the embedded default, not "DATABASE_URL is empty"
     assert settings.secret_key == DEV_SECRET_KEY  # not an empty signing key
+    assert settings.DB_POOL == "auto"  # a copied .env.example keeps the default, not a pinned mode
 
 
 def test_production_engine_keeps_bound_parameters_out_of_logs_and_errors():

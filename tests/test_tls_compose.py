@@ -51,7 +51,7 @@ def test_the_app_gets_neon_shaped_urls_that_verify_the_local_ca(config):  # noqa
 def test_the_certificate_script_makes_a_chain_python_verifies_for_both_hosts(config, tmp_path):  # noqa: F811
     """The generating half of the `tls` service's script, run here with this machine's openssl."""
     if shutil.which("openssl") is None:
-        pytest.skip("no openssl on this machine")
+        pytest.skip("no openssl on this machine (Debian: apt-get install openssl)")
     script = config["services"]["tls"]["command"][0]
     generate = script[: script.index("\nfi\n") + 4].replace("cd /tls", f"cd {tmp_path}")
     subprocess.run(["sh", "-ec", generate], check=True, capture_output=True)

@@ -29,9 +29,9 @@ def require_osls() -> Path:
     """The osls binary; skips when Node or `npm ci` is missing, except under CI, where that is a failure."""
     problem = None
     if shutil.which("node") is None:
-        problem = "node is not installed"
+        problem = "node is not installed: install Node 20+ with npm (Debian: `apt-get install nodejs npm`)"
     elif not OSLS.exists():
-        problem = "node_modules is missing: run `npm ci`"
+        problem = "node_modules is missing: run `npm ci` (`make test` does when npm is installed)"
     if problem:
         if os.environ.get("CI"):
             pytest.fail(f"{problem} (CI is set: .ci/run must install the Node packages)")
