@@ -12,9 +12,9 @@
   e-mail addresses, host names), frames are code.
 - Every line of a request also carries `service` and Powertools' invocation fields (`cold_start`,
   `function_request_id`, `xray_trace_id`, `correlation_id`: app/invocation.py), and the request line its
-  database time (`db_ms`, app/metrics.py). Under Lambda (or with EMF_METRICS=on) the request line is also a
-  CloudWatch Embedded Metric Format record (app/metrics.py): one per invocation, whatever LOG_LEVEL says,
-  because it carries the metrics.
+  database time (`db_ms`, connecting included; app/metrics.py). Under Lambda (or with EMF_METRICS=on) the
+  request line is also a CloudWatch Embedded Metric Format record (app/metrics.py): one per invocation,
+  whatever LOG_LEVEL says, because it carries the metrics.
 
 Stdlib only (app.metrics adds SQLAlchemy's event API): this is imported on every cold start.
 """
@@ -144,7 +144,7 @@ class RequestLogMiddleware:
         self.app = app
         self.service = service or settings.SERVICE_NAME
         self.emf_mode = emf or settings.EMF_METRICS  # auto: for Lambda invocations (Mangum's scope) only
-        self.emf = EmfWriter(namespace or settings.METRICS_NAMESPACE)
+        self.emf = EmfWriter(namespace or settings.METRICS_NAMESPACE, self.service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,6 +207,7 @@ class RequestLogMiddleware:
             "status": status,
             "duration_ms": duration_ms,
             "db_ms": database.ms,
+            "db_connect_ms": database.connect_ms,
             "db_statements": database.statements,
         }
         query = scope.get("query_string")
