@@ -94,7 +94,14 @@ def handler_for(variant: str):
     return Mangum(app, lifespan="off")
 
 
+_listening = [True]  # app.metrics registers them at import
+
+
 def database_time_listeners(on: bool) -> None:
+    """On or off for the variant about to run; a no-op (one comparison) when they already are."""
+    if _listening[0] == on:
+        return
+    _listening[0] = on
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
