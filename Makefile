@@ -66,6 +66,7 @@ bench: install ## Run every benchmark (minutes; see bench/README.md). Not part o
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/request_log.py
 	$(BIN)/python bench/warm.py
+	$(BIN)/python bench/observability.py
 	$(BIN)/python bench/kill.py
 	$(BIN)/python bench/suite_time.py
 

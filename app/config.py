@@ -245,10 +245,25 @@ class Settings(BaseSettings):
     # Level of the root logger (app/observability.py); SQL statement logging is DB_ECHO's, not this.
     LOG_LEVEL: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
+    # Observability (app/metrics.py, docs/observability.md). SERVICE_NAME is the `service` of every request's
+    # log lines and the metrics' dimension (Powertools' POWERTOOLS_SERVICE_NAME); METRICS_NAMESPACE the
+    # CloudWatch namespace (not AWS/...). EMF_METRICS: `auto` writes the metrics for Lambda invocations only,
+    # `on` everywhere (a container whose stdout reaches CloudWatch Logs), `off` never.
+    SERVICE_NAME: str = Field(default="task-api", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    METRICS_NAMESPACE: str = Field(default="TaskAPI", pattern=r"^[A-Za-z0-9._/#:-][A-Za-z0-9 ._/#:-]{0,254}$")
+    EMF_METRICS: str = Field(default="auto", pattern="^(auto|on|off)$")
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("METRICS_NAMESPACE")
+    @classmethod
+    def _not_an_aws_namespace(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("namespaces starting with AWS/ are AWS's own; CloudWatch ignores custom metrics there")
+        return value
 
     @field_validator("ALLOWED_ORIGINS", mode="before")
     @classmethod

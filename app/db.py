@@ -58,6 +58,7 @@ from app.db_faults import (
     classify_connect_error,
     connect_failed,
 )
+from app.metrics import connecting
 from app.observability import exception_chain
 
 logger = logging.getLogger("app.db")
@@ -261,7 +262,8 @@ async def open_connection(engine: AsyncEngine) -> AsyncConnection:
     deadline = time.monotonic() + budget
     token = connect_deadline.set(deadline)
     try:
-        return await _connect_with_retries(engine, deadline)
+        with connecting():  # the request's database time (app.metrics), retries and their waits included
+            return await _connect_with_retries(engine, deadline)
     finally:
         connect_deadline.reset(token)
 

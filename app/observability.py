@@ -10,8 +10,13 @@
   emitted during the request carry it too.
 - `JsonFormatter` renders exceptions as types and frames only: exception messages are data (SQL parameters,
   e-mail addresses, host names), frames are code.
+- Every line of a request also carries `service` and Powertools' invocation fields (`cold_start`,
+  `function_request_id`, `xray_trace_id`, `correlation_id`: app/invocation.py), and the request line its
+  database time (`db_ms`, connecting included; app/metrics.py). Under Lambda (or with EMF_METRICS=on) the
+  request line is also a CloudWatch Embedded Metric Format record (app/metrics.py): one per invocation,
+  whatever LOG_LEVEL says, because it carries the metrics.
 
-Stdlib only: this is imported on every cold start.
+Stdlib only (app.metrics adds SQLAlchemy's event API): this is imported on every cold start.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from itertools import islice
 from typing import Any
 from urllib.parse import unquote_plus
 
+from app.invocation import invocation_fields
+from app.metrics import DatabaseTime, EmfWriter, database_time_var
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -37,6 +45,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The request's invocation fields (app/invocation.py), added to each of its lines by JsonFormatter.
+invocation_fields_var: ContextVar[dict[str, Any] | None] = ContextVar("invocation_fields", default=None)
 request_logger = logging.getLogger("app.requests")
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -126,8 +136,15 @@ class RequestLogMiddleware:
     """One log line per HTTP request, whatever answered it (a route, an exception handler, a body-size limit,
     ServerErrorMiddleware's 500). Pure ASGI: no per-request task or body buffering, as BaseHTTPMiddleware has."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str | None = None, namespace: str | None = None, emf: str | None = None
+    ) -> None:
+        from app.config import settings  # loaded long before the first request; not at this module's import
+
         self.app = app
+        self.service = service or settings.SERVICE_NAME
+        self.emf_mode = emf or settings.EMF_METRICS  # auto: for Lambda invocations (Mangum's scope) only
+        self.emf = EmfWriter(namespace or settings.METRICS_NAMESPACE, self.service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,6 +153,10 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         request_id = request_id_for(scope)
         token = request_id_var.set(request_id)
+        invocation = invocation_fields(scope, self.service)
+        invocation_token = invocation_fields_var.set(invocation)
+        database = DatabaseTime()
+        database_token = database_time_var.set(database)
         header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
         status: int | None = None
 
@@ -157,18 +178,38 @@ class RequestLogMiddleware:
                 await send_with_request_id(INTERNAL_ERROR_START)
                 await send_with_request_id(INTERNAL_ERROR_BODY)
         finally:
-            self._log(scope, status, started, error)
+            self._log(scope, status, started, error, invocation, database)
+            database_time_var.reset(database_token)
+            invocation_fields_var.reset(invocation_token)
             request_id_var.reset(token)
 
-    @staticmethod
-    def _log(scope: Scope, status: int | None, started: float, error: Exception | None) -> None:
+    def _log(
+        self,
+        scope: Scope,
+        status: int | None,
+        started: float,
+        error: Exception | None,
+        invocation: dict[str, Any],
+        database: DatabaseTime,
+    ) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         level = logging.ERROR if error is not None else logging.WARNING if (status or 500) >= 500 else logging.INFO
-        if not request_logger.isEnabledFor(level):
+        emf = self.emf_mode == "on" or (self.emf_mode == "auto" and scope.get("aws.context") is not None)
+        # With metrics in it the line is written whatever the level (request_logger.handle below does not check
+        # it); a disabled logger (the SnapStart warm-up's) still writes nothing.
+        if not emf and not request_logger.isEnabledFor(level):
             return
         route = route_template(scope)
         method = scope.get("method")
-        fields: dict[str, Any] = {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
+        fields: dict[str, Any] = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+            "db_ms": database.ms,
+            "db_connect_ms": database.connect_ms,
+            "db_statements": database.statements,
+        }
         query = scope.get("query_string")
         if query:
             fields["query_params"] = query_parameter_names(query)
@@ -176,6 +217,10 @@ class RequestLogMiddleware:
             # Described here, not passed as exc_info: the record then holds no exception message for any
             # handler (a host's, pytest's) to print.
             fields.update(describe_exception(error))
+        if emf:
+            # No status: nobody answered, and the server answers 500.
+            cold, restored = invocation["cold_start"], invocation.get("snapstart_restore", False)
+            fields.update(self.emf.fields(route=route, status=status or 500, cold_start=cold, restored=restored))
         # makeRecord + handle is logger.log without its walk up the stack to find the caller (always this line).
         record = request_logger.makeRecord(
             request_logger.name,
@@ -248,6 +293,9 @@ class JsonFormatter(logging.Formatter):
             # runtime's filter still knows the invocation's id.
             "request_id": request_id_var.get() or getattr(record, "aws_request_id", None) or None,
         }
+        invocation = invocation_fields_var.get()
+        if invocation is not None:
+            entry.update(invocation)
         fields = getattr(record, FIELDS, None)
         if isinstance(fields, dict):
             entry.update(fields)

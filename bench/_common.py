@@ -27,6 +27,9 @@ if str(ROOT) not in sys.path:
 # 25 us a request, which bench/request_log.py measures on its own) in every figure. Benches and the servers they
 # start (which inherit this environment) log warnings only, unless LOG_LEVEL says otherwise.
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Under Lambda the request line carries the CloudWatch metrics and is written whatever LOG_LEVEL says; the
+# benches invoke the handler as Lambda does, so they turn it off too (bench/observability.py measures it).
+os.environ.setdefault("EMF_METRICS", "off")
 
 # `make bench-smoke` (bench/smoke.py): tiny data sets on a server of their own, so that the real bench data in
 # .data/bench-pg is never replaced by the smoke run's few rows.

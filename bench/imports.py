@@ -28,6 +28,11 @@ floor and app alike in each:
 Each environment also counts `import app.handler` followed by the first requests that need no database (the
 SnapStart warm-up's list: health, 401s, a 422, a 404), because work moved out of the import is paid there by
 a cold start without SnapStart.
+`--powertools DIR` (issue 26's choice of library) compares, in fresh interpreters, what AWS Lambda Powertools'
+Logger and Metrics add to `import app.handler` (imported and constructed as a Powertools user does at module
+level; DIR holds the package, e.g. `pip install --target DIR aws-lambda-powertools`, kept out of .venv) with
+what the app's own stdlib piece (app/invocation.py, app/metrics.py) costs on top of the modules it needs:
+CPU time medians, and callgrind instructions in the runtime environment.
 Prints a table; exits non-zero only if it cannot run.
 """
 
@@ -195,6 +200,80 @@ def callgrind_ratio() -> None:
         print(f"{env}: app.handler / floor = {ratio:.3f}{judged}; with the first requests {first:.3f}")
 
 
+# What a Powertools user writes at module level; and the app's own piece on top of the modules it imports anyway.
+POWERTOOLS = (
+    "from aws_lambda_powertools import Logger, Metrics; "
+    "Logger(service='task-api'); Metrics(namespace='TaskAPI', service='task-api')"
+)
+OWN_PIECE_DEPENDENCIES = "json, re, contextvars, sqlalchemy, sqlalchemy.engine, sqlalchemy.event, app.snapstart"
+OWN_PIECE = "app.invocation, app.metrics"
+
+
+def powertools_comparison(site_dir: Path, repeat: int, counts: bool) -> None:
+    """What Powertools' Logger + Metrics add to `import app.handler`, beside what the stdlib piece costs."""
+    if not (site_dir / "aws_lambda_powertools").is_dir():
+        raise SystemExit(
+            f"no aws_lambda_powertools in {site_dir}: pip install --target {site_dir} aws-lambda-powertools"
+        )
+    from importlib import metadata
+
+    version = next(metadata.distributions(path=[str(site_dir)], name="aws-lambda-powertools")).version
+    with_site = f"sys.path.append({str(site_dir)!r}); "
+    programs = {
+        "handler": "import app.handler",
+        "handler + Powertools": f"import sys; {with_site}import app.handler; {POWERTOOLS}",
+        "own piece's dependencies": f"import {OWN_PIECE_DEPENDENCIES}",
+        "own piece": f"import {OWN_PIECE_DEPENDENCIES}; import {OWN_PIECE}",
+    }
+    print(f"\naws-lambda-powertools {version} (Logger + Metrics) against the stdlib piece, n={repeat}")
+    samples: dict[str, list[Sample]] = {name: [] for name in programs}
+    for code in programs.values():  # page cache and bytecode; not counted
+        warm_up(code)
+    for _ in range(repeat):
+        for name, code in programs.items():
+            samples[name].append(_timed_program(code))
+    handler = cpu(samples["handler"])
+    added = cpu(samples["handler + Powertools"]) - handler
+    own = cpu(samples["own piece"]) - cpu(samples["own piece's dependencies"])
+    rows = [
+        ("import app.handler (ms CPU)", handler * 1000, "-"),
+        ("Powertools Logger + Metrics added (ms CPU)", added * 1000, f"{100 * added / handler:.1f}%"),
+        ("stdlib piece (app.invocation + app.metrics) (ms CPU)", own * 1000, f"{100 * own / handler:.1f}%"),
+    ]
+    if counts:
+        site = runtime_site()
+        instr = {name: instructions(code, site) for name, code in programs.items()}
+        start = instructions("pass", site)
+        net_handler = instr["handler"] - start
+        pt = instr["handler + Powertools"] - instr["handler"]
+        piece = instr["own piece"] - instr["own piece's dependencies"]
+        rows += [
+            ("import app.handler (M instructions, runtime env)", net_handler / 1e6, "-"),
+            ("Powertools Logger + Metrics added (M instructions)", pt / 1e6, f"{100 * pt / net_handler:.1f}%"),
+            ("stdlib piece (M instructions)", piece / 1e6, f"{100 * piece / net_handler:.1f}%"),
+        ]
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'what':<{width}} | {'value':>8} | of import app.handler |")
+    print(f"|{'-' * (width + 2)}|{'-' * 10}|{'-' * 23}|")
+    for label, value, share in rows:
+        print(f"| {label:<{width}} | {value:8.2f} | {share:>21} |")
+    print("judged: Powertools is adopted if it adds <= 3% to import app.handler")
+
+
+def _timed_program(code: str) -> Sample:
+    """CPU and wall seconds of `code` in a fresh interpreter (start-up excluded)."""
+    program = f"import time; c, w = time.process_time(), time.perf_counter(); {code}; import sys; "
+    program += "print(time.process_time() - c, time.perf_counter() - w)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DATABASE_", "DB_"))} | ENV
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{code!r} failed:\n{result.stderr[-3000:]}")
+    cpu_s, wall_s = result.stdout.strip().splitlines()[-1].split()
+    return float(cpu_s), float(wall_s)
+
+
 def measure(variants: dict[str, dict], repeat: int) -> dict[str, list[Sample]]:
     samples: dict[str, list[Sample]] = {name: [] for name in variants}
     for kwargs in variants.values():  # warm the OS page cache; not counted
@@ -256,7 +335,14 @@ def main() -> None:
     parser.add_argument("--zip", type=Path, default=ROOT / ".serverless" / "task-api.zip")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     parser.add_argument("--only-callgrind", action="store_true", help="only the instruction counts")
+    parser.add_argument(
+        "--powertools", type=Path, metavar="DIR", help="only the Powertools comparison, with the package from DIR"
+    )
     args = parser.parse_args()
+    if args.powertools:
+        print(f"Python {platform.python_version()} on {platform.machine()}")
+        powertools_comparison(args.powertools.resolve(), args.repeat, counts=not args.no_callgrind)
+        return
     if args.only_callgrind:
         print(f"Python {platform.python_version()} on {platform.machine()}")
         callgrind_ratio()

@@ -40,6 +40,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "load.py": ["--requests", "40", "--concurrency", "4"],
     "cpu.py": ["--requests", "20", "--rounds", "1", "--profile-requests", "20"],
     "warm.py": ["--invocations", "10", "--rounds", "2", "--trip-invocations", "5"],
+    "observability.py": ["--invocations", "10", "--rounds", "1", "--pieces", "200", "--no-callgrind"],
     "kill.py": ["--invocations", "40", "--kills", "4"],
     "idempotency.py": ["--invocations", "5", "--rounds", "1", "--trip-invocations", "3"],
     "tls.py": ["--delay-ms", "0", "--repeat", "1"],

@@ -24,7 +24,7 @@ TRACE_ID = "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sam
 
 class FakeRuntimeApi:
     def __init__(self) -> None:
-        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.events: queue.Queue[tuple[str, dict[str, Any], str]] = queue.Queue()
         self.results: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, dict[str, Any]] = {}
         self.init_errors: list[dict[str, Any]] = []
@@ -48,10 +48,11 @@ class FakeRuntimeApi:
         self.server.shutdown()
         self.server.server_close()
 
-    def invoke(self, event: dict[str, Any]) -> str:
-        """Queue an event; returns its request id."""
+    def invoke(self, event: dict[str, Any], trace_id: str = TRACE_ID) -> str:
+        """Queue an event; returns its request id. `trace_id` is the invocation's X-Ray header, which the
+        runtime puts in _X_AMZN_TRACE_ID for that invocation (the real service sends a new one each time)."""
         request_id = str(uuid.uuid4())
-        self.events.put((request_id, event))
+        self.events.put((request_id, event, trace_id))
         return request_id
 
     def wait_for(self, request_ids: list[str], timeout: float) -> None:
@@ -95,7 +96,7 @@ class FakeRuntimeApi:
                     return self._reply(404)
                 while not api.stopping.is_set():  # long poll, like the real API
                     try:
-                        request_id, event = api.events.get(timeout=0.2)
+                        request_id, event, trace_id = api.events.get(timeout=0.2)
                     except queue.Empty:
                         continue
                     deadline_ms = int((time.time() + 25) * 1000)
@@ -107,7 +108,7 @@ class FakeRuntimeApi:
                             "Lambda-Runtime-Aws-Request-Id": request_id,
                             "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
                             "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
-                            "Lambda-Runtime-Trace-Id": TRACE_ID,
+                            "Lambda-Runtime-Trace-Id": trace_id,
                         },
                     )
                 return self._reply(503)

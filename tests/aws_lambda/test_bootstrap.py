@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 import pytest
 
@@ -23,7 +24,11 @@ pytest.importorskip("awslambdaric", reason="awslambdaric is in the dev extras: m
 
 
 @contextmanager
-def bootstrap(handler: str, api: FakeRuntimeApi, **env: str) -> Iterator[subprocess.Popen]:
+def bootstrap(
+    handler: str, api: FakeRuntimeApi, output: IO[str] | None = None, **env: str
+) -> Iterator[subprocess.Popen]:
+    """The bootstrap serving `api`'s events. Its output is read when it stops; a test that makes it print more
+    than a pipe holds (64 KiB) passes a file as `output`, or the bootstrap would block on a write."""
     process = subprocess.Popen(
         [sys.executable, "-m", "awslambdaric", handler],
         cwd=ROOT,
@@ -33,7 +38,7 @@ def bootstrap(handler: str, api: FakeRuntimeApi, **env: str) -> Iterator[subproc
             "AWS_LAMBDA_FUNCTION_NAME": "task-api-dev-api",
             **env,
         },
-        stdout=subprocess.PIPE,
+        stdout=output or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )

@@ -371,3 +371,85 @@ def test_the_template_passes_cfn_lint(packaged):
     assert result.returncode in (0, 4), result.stderr[-2000:]  # 4: warnings only (2 would be errors)
     assert not [f for f in findings if f["Level"] == "Error"], described
     assert [d for d in described if not FRAMEWORK_FINDINGS.match(d)] == []
+
+
+# Observability (docs/observability.md): X-Ray, the metrics' settings, alarms and who they notify.
+
+
+def test_the_api_function_is_traced_with_xray(template):
+    api_id = function_id(template, "app.handler.handler")
+    assert template["Resources"][api_id]["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    (role,) = resources(template, "AWS::IAM::Role").values()
+    actions = {
+        action
+        for policy in role["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= actions
+    # HTTP APIs have no X-Ray tracing: nothing in the template claims otherwise.
+    assert "TracingEnabled" not in json.dumps(resources(template, "AWS::ApiGatewayV2::Stage"))
+
+
+def test_the_function_names_its_metrics_service_per_stage(template):
+    env = function(template, "app.handler.handler")["Environment"]["Variables"]
+    assert env["SERVICE_NAME"] == "task-api-dev"
+    assert env["METRICS_NAMESPACE"] == "TaskAPI"
+    assert "EMF_METRICS" not in env  # auto: written because it runs on Lambda
+
+
+def alarms(template: dict) -> dict[str, dict]:
+    return {
+        r["Properties"]["AlarmName"]: r["Properties"] for r in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def test_alarms_on_5xx_rate_p99_duration_errors_and_throttles_notify_the_topic(template):
+    found = alarms(template)
+    assert set(found) == {
+        f"task-api-dev-{name}" for name in ("api-5xx-rate", "api-p99-duration", "api-errors", "api-throttles")
+    }
+    (topic_id,) = resources(template, "AWS::SNS::Topic")
+    for name, alarm in found.items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an alarm
+
+    api_id = function_id(template, "app.handler.handler")
+    for name in ("api-errors", "api-throttles"):
+        alarm = found[f"task-api-dev-{name}"]
+        assert alarm["Namespace"] == "AWS/Lambda" and alarm["Statistic"] == "Sum"
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": api_id}}]
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+    rate = {m["Id"]: m for m in found["task-api-dev-api-5xx-rate"]["Metrics"]}
+    (http_api_id,) = resources(template, "AWS::ApiGatewayV2::Api")
+    for metric_id, metric_name in (("errors", "5xx"), ("requests", "Count")):  # HTTP API metric names
+        metric = rate[metric_id]["MetricStat"]["Metric"]
+        assert (metric["Namespace"], metric["MetricName"]) == ("AWS/ApiGateway", metric_name)
+        assert metric["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": http_api_id}}]
+    assert rate["rate"]["Expression"] == "IF(requests > 0, 100 * errors / requests, 0)"
+    assert 0 < found["task-api-dev-api-5xx-rate"]["Threshold"] < 100
+
+    p99 = found["task-api-dev-api-p99-duration"]
+    stat = {m["Id"]: m for m in p99["Metrics"]}
+    assert stat["p99"]["MetricStat"]["Stat"] == "p99"
+    assert stat["p99"]["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": api_id}}]
+    timeout_s = function(template, "app.handler.handler")["Timeout"]
+    assert stat["share"]["Expression"] == f"100 * p99 / ({timeout_s} * 1000)"  # against the function's own timeout
+    assert 50 <= p99["Threshold"] < 100
+
+
+def test_the_alarm_subscription_is_a_parameter(template):
+    """Without `alarmEndpoint` the topic has no subscriber (the condition is false); with it, osls puts the
+    endpoint and protocol in the subscription."""
+    (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "AlarmSubscribed"
+    assert template["Conditions"]["AlarmSubscribed"] == {"Fn::Not": [{"Fn::Equals": ["", ""]}]}
+    result = run_osls(
+        "print", "--stage", "prod", "--format", "json", "--param=alarmEndpoint=ops@example.com", timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    config = json.loads(result.stdout)["resources"]
+    assert config["Resources"]["AlarmSubscription"]["Properties"]["Endpoint"] == "ops@example.com"
+    assert config["Resources"]["AlarmSubscription"]["Properties"]["Protocol"] == "email"
+    assert config["Conditions"]["AlarmSubscribed"] == {"Fn::Not": [{"Fn::Equals": ["ops@example.com", ""]}]}

@@ -45,6 +45,9 @@ def app_environment(
         # The app logs a line per request to stderr; the workers' stderr is a pipe read only once they exit,
         # and a full pipe (64 KB, a few hundred lines) would block them. Warnings and errors still show.
         "LOG_LEVEL": "WARNING",
+        # Under Lambda (the `lambda` workers pass a context) the request line carries the EMF metrics and is
+        # written whatever LOG_LEVEL says: off here, for the same reason.
+        "EMF_METRICS": "off",
     }
 
 
