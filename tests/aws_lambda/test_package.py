@@ -440,16 +440,17 @@ def test_alarms_on_5xx_rate_p99_duration_errors_and_throttles_notify_the_topic(t
 
 
 def test_the_alarm_subscription_is_a_parameter(template):
-    """Without `alarmEndpoint` the topic has no subscriber (the condition is false); with it, osls puts the
-    endpoint and protocol in the subscription."""
+    """Without `alarmEndpoint` the topic has no subscriber (the condition is false); with it, the template
+    parameter the subscription and its condition refer to defaults to that endpoint."""
     (subscription,) = resources(template, "AWS::SNS::Subscription").values()
     assert subscription["Condition"] == "AlarmSubscribed"
-    assert template["Conditions"]["AlarmSubscribed"] == {"Fn::Not": [{"Fn::Equals": ["", ""]}]}
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEndpoint"}
+    assert template["Conditions"]["AlarmSubscribed"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEndpoint"}, ""]}]}
+    assert template["Parameters"]["AlarmEndpoint"]["Default"] == ""
     result = run_osls(
         "print", "--stage", "prod", "--format", "json", "--param=alarmEndpoint=ops@example.com", timeout=120
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     config = json.loads(result.stdout)["resources"]
-    assert config["Resources"]["AlarmSubscription"]["Properties"]["Endpoint"] == "ops@example.com"
+    assert config["Parameters"]["AlarmEndpoint"]["Default"] == "ops@example.com"
     assert config["Resources"]["AlarmSubscription"]["Properties"]["Protocol"] == "email"
-    assert config["Conditions"]["AlarmSubscribed"] == {"Fn::Not": [{"Fn::Equals": ["ops@example.com", ""]}]}
