@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RUN = "run against make dev"
 SHELLS = {"sh", "bash", "shell", "console"}
-DEV_DATABASE = "task_api_readme_dev"
+# One worker runs the module, so `make dev` starts once; the database is named per worker all the same, so that
+# no other run of this module on the same server can drop or migrate it under this one.
+pytestmark = pytest.mark.xdist_group("readme_commands")
+DEV_DATABASE = f"task_api_readme_dev_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 # The server the README is written against; the test's own server listens elsewhere.
 README_ORIGIN = "127.0.0.1:8000"
 # A status the curl wrapper prints on stderr (curl's --write-out, %{stderr} since curl 7.63).
