@@ -47,7 +47,7 @@ print(ensure_running(Path(sys.argv[1]), port=free_port(), database="preview").ur
 else
     where="Neon branch ${PREVIEW_BRANCH_ID:-?}"
     # Neon's console shows its URLs with channel_binding=require, which makes the app verify the certificate and
-    # host name (README: TLS); the action's URLs have sslmode only. Smoke what users paste.
+    # host name (docs/connections.md: TLS); the action's URLs have sslmode only. Smoke what users paste.
     case "$pooled" in
         *channel_binding=*) ;;
         *\?*) pooled="$pooled&channel_binding=require" ;;

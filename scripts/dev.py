@@ -6,7 +6,9 @@ import sys
 
 import _bootstrap
 
-HOST, PORT = "127.0.0.1", "8000"
+HOST = "127.0.0.1"
+# DEV_PORT moves the server off 8000 (tests/test_readme_commands.py runs `make dev` on a free port).
+PORT = os.environ.get("DEV_PORT", "8000")
 
 
 def main() -> int:

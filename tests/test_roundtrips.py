@@ -131,3 +131,30 @@ async def test_a_pooled_request_costs_the_ping_and_its_statement(client, db, poo
     )
     assert killed >= 1
     assert (await client.get("/api/v1/tasks", **listing)).status_code == 200
+
+
+@pytest.fixture
+async def kept(database_url: str, monkeypatch) -> AsyncIterator[RttProxy]:
+    """As `proxy`, for a warm Lambda sandbox's engine (DB_POOL=single: one connection kept across requests)."""
+    from app.config import settings
+
+    async with app_engine_through_proxy(
+        database_url, monkeypatch, settings.model_copy(update={"DB_POOL": "single"})
+    ) as counting:
+        yield counting
+
+
+async def test_a_warm_single_read_is_one_round_trip(client, db, kept) -> None:
+    """docs/connections.md's sequence diagram: the kept connection is checked on its socket, the statement
+    prepared by the first request is bound and executed: one round trip, no new connection."""
+    account = await make_account(db)
+    await create_task(client, account, tags=["x"])  # opens the kept connection
+    listing = {"params": {"tag": "x"}, "headers": account.headers}
+    assert (await client.get("/api/v1/tasks", **listing)).status_code == 200  # prepares the list statement
+    opened = len(kept.every_connection)
+    before = kept.round_trips_so_far()
+    for _ in range(3):
+        response = await client.get("/api/v1/tasks", **listing)
+        assert response.status_code == 200 and len(response.json()["items"]) == 1
+    assert kept.round_trips_so_far() - before == 3
+    assert len(kept.every_connection) == opened == 1  # the one kept connection served them all
