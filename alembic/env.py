@@ -60,8 +60,8 @@ async def run_migrations_online() -> None:
     # A plain engine (no first-connect shortcuts): migrations reflect, so they need the real default schema.
     connect_args = asyncpg_connect_kwargs(target, settings)
     if not target.behind_pooler:
-        # A role-level statement_timeout set for the API (docs/reliability.md, statement timeouts) must not cancel a long index
-        # build: this session gets DB_COMMAND_TIMEOUT (280 s in the `migrate` function) instead. A startup
+        # A role-level statement_timeout set for the API (docs/reliability.md, statement timeouts) must not cancel
+        # a long index build: this session gets DB_COMMAND_TIMEOUT (280 s in the `migrate` function) instead. A startup
         # parameter is fine here because migrations connect directly; a pooler would reject it.
         timeout_ms = str(int(settings.DB_COMMAND_TIMEOUT * 1000))
         connect_args["server_settings"] = {**connect_args["server_settings"], "statement_timeout": timeout_ms}

@@ -81,8 +81,8 @@ def test_revisions_are_hand_written_with_a_real_downgrade():
 
 
 async def test_migrations_are_not_cancelled_by_a_short_role_or_database_statement_timeout(fresh_database_url):
-    """docs/reliability.md (statement timeouts): a server-side statement_timeout for the API (ALTER ROLE/DATABASE ... SET) must not cancel
-    migrations: alembic/env.py gives its own session DB_COMMAND_TIMEOUT instead."""
+    """docs/reliability.md (statement timeouts): a server-side statement_timeout for the API (ALTER ROLE/DATABASE
+    ... SET) must not cancel migrations: alembic/env.py gives its own session DB_COMMAND_TIMEOUT instead."""
     import asyncio
 
     name = make_url(fresh_database_url).database
