@@ -178,6 +178,10 @@ def test_deploy_uses_oidc_and_one_deploy_per_stage():
         for needle in ("npm ci", "osls deploy --stage", "ci_deploy_check.sh migrate", "ci_deploy_check.sh health")
     ]
     assert positions == sorted(positions)
+    # The alarms' subscriber from a variable, passed only when set (osls refuses an empty --param value).
+    (deploy_command,) = [line for line in order if "osls deploy" in line]
+    assert '${ALARM_ENDPOINT:+"--param=alarmEndpoint=$ALARM_ENDPOINT"}' in deploy_command
+    assert job["env"]["ALARM_ENDPOINT"] == "${{ vars.ALARM_ENDPOINT }}"
     check = (ROOT / "scripts" / "ci_deploy_check.sh").read_text()
     assert "invoke -f migrate" in check and "/api/v1/health/db" in check and "HttpApiUrl" in check
 
@@ -187,6 +191,7 @@ def test_the_only_secret_is_neons_api_key():
     assert set(re.findall(r"secrets\.(\w+)", text)) == {"NEON_API_KEY"}
     assert set(re.findall(r"vars\.(\w+)", text)) <= {
         "NEON_PROJECT_ID", "NEON_PARENT_BRANCH", "NEON_DATABASE", "NEON_ROLE", "AWS_DEPLOY_ROLE_ARN", "AWS_REGION",
+        "ALARM_ENDPOINT",
     }  # fmt: skip
     documented = (ROOT / "docs" / "ci-cd.md").read_text()
     for name in set(re.findall(r"(?:secrets|vars)\.(\w+)", text)):
