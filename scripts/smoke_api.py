@@ -4,7 +4,7 @@
 
 Used by scripts/ci_preview.sh on a preview branch's pooled URL. Settings are production's (a random
 SECRET_KEY, TLS required for a remote host) and DB_POOL is left to its default, `auto`, so a `-pooler` URL
-(or DB_POOLER=true) runs the kept connection exactly as Lambda would. One user registers, creates a task, lists
+(or DB_POOLER=true) runs the kept connection exactly as Lambda would. One user registers, creates a task (and one with an Idempotency-Key, twice: one task, then a replay), lists
 it by tag and deletes the account again (its tasks go with it): the branch is left as it was.
 """
 
@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def event(method: str, path: str, body: Any = None, token: str | None = None) -> dict[str, Any]:
+def event(
+    method: str, path: str, body: Any = None, token: str | None = None, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event, the format serverless.yml's httpApi sends."""
-    headers = {"host": "smoke.invalid", "content-type": "application/json"}
+    headers = {"host": "smoke.invalid", "content-type": "application/json", **(extra or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"
     return {
@@ -74,8 +76,22 @@ def main() -> int:
     ).get("access_token")
     if token:
         call("create a task", 201, "POST", "/api/v1/tasks", {"title": "smoke", "tags": ["smoke"]}, token)
+        # Exactly once through the pooler: the same keyed create twice is one task, the second a replay.
+        keyed = event(
+            "POST",
+            "/api/v1/tasks",
+            {"title": "keyed", "tags": ["smoke"]},
+            token,
+            {"idempotency-key": f'"{uuid.uuid4()}"'},
+        )
+        first, again = handler(keyed, context), handler(keyed, context)
+        checks.append(("create with an Idempotency-Key", 201, first["statusCode"]))
+        checks.append(("the same create again", 201, again["statusCode"]))
+        same_task = json.loads(again["body"]) == json.loads(first["body"])
+        replayed = same_task and again.get("headers", {}).get("idempotent-replayed") == "true"
+        checks.append(("... answered as the first, Idempotent-Replayed", 1, int(replayed)))
         page = call("list by tag", 200, "GET", "/api/v1/tasks?tag=smoke", token=token)
-        checks.append(("the list holds the task", 1, len((page or {}).get("items", []))))
+        checks.append(("the list holds the two tasks", 2, len((page or {}).get("items", []))))
         call("delete the account", 204, "DELETE", "/api/v1/users/me", token=token)
         call("warm request after the first ones", 200, "GET", "/api/v1/health/db")
 

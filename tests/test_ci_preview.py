@@ -35,5 +35,6 @@ def test_the_preview_steps_run_and_write_their_summary(tmp_path):
     assert text.count("✅") == 3 and "❌" not in text, text
     assert "No new upgrade operations detected" in output  # alembic check after the upgrade
     assert "pool: DB_POOL=auto and DB_POOLER=true" in output  # the smoke took the pooler path, as on Lambda
-    assert "ok   the list holds the task: 1" in output
+    assert "ok   the list holds the two tasks: 2" in output
+    assert "ok   ... answered as the first, Idempotent-Replayed: 1" in output  # a keyed create, replayed
     assert " passed" in text and " failed" not in text
