@@ -4,8 +4,9 @@
 
 Used by scripts/ci_preview.sh on a preview branch's pooled URL. Settings are production's (a random
 SECRET_KEY, TLS required for a remote host) and DB_POOL is left to its default, `auto`, so a `-pooler` URL
-(or DB_POOLER=true) runs the kept connection exactly as Lambda would. One user registers, creates a task (and one with an Idempotency-Key, twice: one task, then a replay), lists
-it by tag and deletes the account again (its tasks go with it): the branch is left as it was.
+(or DB_POOLER=true) runs the kept connection exactly as Lambda would. One user registers, creates a task, and
+another with an Idempotency-Key twice (one task, then a replay), lists them by tag and deletes the account again
+(its tasks go with it): the branch is left as it was.
 """
 
 from __future__ import annotations
