@@ -150,18 +150,22 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[TEMPLATE_URL_VARIABLE] = url
 
 
+def drop_database(maintenance_url: str, name: str) -> None:
+    """Drops database `name` (if there is one) through the server's maintenance database, closing its sessions."""
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(maintenance_url)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _worker_database is not None and os.environ.get("TEST_DATABASE_URL"):
-        maintenance, name = _worker_database  # an embedded server is removed whole, by the controller
-
-        async def drop() -> None:
-            connection = await asyncpg.connect(maintenance)
-            try:
-                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await connection.close()
-
-        asyncio.run(drop())
+        drop_database(*_worker_database)  # an embedded server is removed whole, by the controller
     if _embedded is not None:
         _embedded.stop()
         shutil.rmtree(_embedded.data_dir.parent, ignore_errors=True)

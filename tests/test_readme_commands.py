@@ -6,7 +6,6 @@ or `<!-- readme-test: skip, <reason> -->`, and a `curl` against 127.0.0.1 anywhe
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -17,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import drop_database
 from tests.support.markdown import Block, fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,14 +110,7 @@ def dev_server(database_url: str, tmp_path_factory) -> Iterator[tuple[str, dict[
     url = make_url(database_url).set(database=DEV_DATABASE)
     maintenance = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
 
-    async def drop() -> None:
-        connection = await asyncpg.connect(maintenance)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{DEV_DATABASE}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())  # make dev (scripts/init_db.py) creates it
+    drop_database(maintenance, DEV_DATABASE)  # make dev (scripts/init_db.py) creates it
     port = str(free_port())
     env = {key: value for key, value in os.environ.items() if key not in SUITE_ONLY and not key.startswith("PYTEST")}
     env.update(
@@ -157,7 +149,7 @@ def dev_server(database_url: str, tmp_path_factory) -> Iterator[tuple[str, dict[
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=10)
-        asyncio.run(drop())
+        drop_database(maintenance, DEV_DATABASE)
 
 
 # A curl that also reports the status it got on stderr, in order, whatever its stdout goes to.
