@@ -93,6 +93,11 @@ class DatabaseTarget(NamedTuple):
         return url.render_as_string(hide_password=False)
 
 
+def is_pooler_host(host: str | None) -> bool:
+    """Neon's pooled endpoint: `-pooler` in the host's first label (ep-cool-name-123456-pooler.region...)."""
+    return "-pooler" in (host or "").split(".", 1)[0]
+
+
 def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_pooler: bool = False) -> DatabaseTarget:
     """Turn any PostgreSQL URL a user may paste (Neon's included) into one SQLAlchemy + asyncpg accept.
 
@@ -144,7 +149,7 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL", force_po
     except TlsParameterError as error:
         raise DatabaseUrlError(f"{variable}: {error}") from None
 
-    behind_pooler = force_pooler or "-pooler" in url.host.split(".", 1)[0]
+    behind_pooler = force_pooler or is_pooler_host(url.host)
     url = url.set(drivername="postgresql+asyncpg", query=kept)
     return DatabaseTarget(url=url, tls=tls, behind_pooler=behind_pooler)
 
@@ -193,7 +198,7 @@ def choose_pool(requested: str, target: DatabaseTarget) -> PoolChoice:
         return PoolChoice(requested, f"DB_POOL={requested} was set")
     if not target.behind_pooler:
         return PoolChoice("null", "DB_POOL=auto and the database URL is not a pooler's: a fresh connection per request")
-    why = "the host is a -pooler host" if "-pooler" in (target.url.host or "").split(".", 1)[0] else "DB_POOLER=true"
+    why = "the host is a -pooler host" if is_pooler_host(target.url.host) else "DB_POOLER=true"
     return PoolChoice("single", f"DB_POOL=auto and {why}: one connection per process, kept across requests")
 
 
