@@ -234,17 +234,20 @@ def _keyed_create() -> Any:
     source = select(*values.values()).where(authorised_by(user_id, issued_at), idempotency.unclaimed(earlier))
     written = insert(Task).from_select(list(values), source).returning(Task).cte("written")
     account = select(col(User.id)).where(authorised_by(user_id, issued_at)).cte("account")
-    return _keyed_statement(account, earlier, written)
+    return _write_statement(account, written, earlier=earlier)
 
 
-def _keyed_statement(account: Any, earlier: Any, written: Any, owned: Any = None) -> Any:
-    """A keyed write's statement: the user, the task's current version (`owned`, for writes on one task), the
-    key's earlier answer (if any) and the written row, with the key's row recorded from the written one."""
+def _write_statement(account: Any, written: Any, *, owned: Any = None, earlier: Any = None) -> Any:
+    """A write's statement: the user, the task's current version (`owned`, for writes on one task), and the
+    written row. With `earlier` (an Idempotency-Key's CTE) also the key's earlier answer, if any, and the key's
+    row recorded from the written one."""
     columns: list[Any] = [account.c.id.label("account")]
     joined = account
     if owned is not None:
         columns.append(owned.c.version.label("current_version"))
         joined = joined.outerjoin(owned, true())
+    if earlier is None:
+        return select(*columns, written).select_from(joined.outerjoin(written, true()))
     return (
         select(*columns, earlier, written)
         .select_from(joined.outerjoin(earlier, true()).outerjoin(written, true()))
@@ -315,17 +318,13 @@ async def _guarded(
     target: list[ColumnElement[bool]] = [col(Task.id).in_(select(owned.c.id))]
     if expected is not None:
         target.append(col(Task.version).in_(expected))
-    current = owned.c.version.label("current_version")
     if claim is None:
         written = write.where(*target).returning(Task).cte("written")
-        statement = select(account.c.id.label("account"), current, written).select_from(
-            account.outerjoin(owned, true()).outerjoin(written, true())
-        )
-        row = (await connection.execute(statement)).first()
+        row = (await connection.execute(_write_statement(account, written, owned=owned))).first()
     else:
         earlier = idempotency.previous()
         written = write.where(*target, idempotency.unclaimed(earlier)).returning(Task).cte("written")
-        statement = _keyed_statement(account, earlier, written, owned)
+        statement = _write_statement(account, written, owned=owned, earlier=earlier)
         outcome = await _run_keyed(connection, token, claim, statement, {}, 200)
         if isinstance(outcome, Replay):
             return outcome
