@@ -41,7 +41,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     literal_column,
     select,
 )
@@ -81,6 +80,13 @@ _KEY = bindparam("key", type_=Text())
 _FINGERPRINT = bindparam("key_fingerprint", type_=Text())
 _STATUS = bindparam("key_status_code", type_=SmallInteger())
 _TTL = bindparam("key_ttl", type_=Interval())
+# This request's key, and a key past its lifetime: in the lookup, the expired key's delete and the purge.
+_THIS_KEY = (
+    col(IdempotencyKey.user_id) == _KEY_USER,
+    col(IdempotencyKey.operation) == _KEY_OPERATION,
+    col(IdempotencyKey.key) == _KEY,
+)
+_EXPIRED = col(IdempotencyKey.created_at) <= func.now() - _TTL
 
 
 def parameters(user_id: Any, claim: Claim, status_code: int) -> dict[str, Any]:
@@ -101,20 +107,14 @@ def _ttl() -> timedelta:
 
 def previous() -> CTE:
     """The key's row, if this user sent it on this operation before (expired or not)."""
-    live = col(IdempotencyKey.created_at) > func.now() - _TTL
-    the_key = [
-        col(IdempotencyKey.user_id) == _KEY_USER,
-        col(IdempotencyKey.operation) == _KEY_OPERATION,
-        col(IdempotencyKey.key) == _KEY,
-    ]
     return (
         select(
             col(IdempotencyKey.fingerprint),
             col(IdempotencyKey.status_code),
             col(IdempotencyKey.response),
-            live.label("live"),
+            (~_EXPIRED).label("live"),
         )
-        .where(*the_key)
+        .where(*_THIS_KEY)
         .cte("previous")
     )
 
@@ -155,12 +155,11 @@ def _lost_race(error: sa_exc.IntegrityError) -> bool:
     )
 
 
-async def execute_keyed(
-    connection: LazyConnection, statement: Any, values: dict[str, Any], user_id: Any, claim: Claim
-) -> Any:
-    """The keyed statement's one row. Sent once more after losing the race to a concurrent duplicate (it then
-    finds the duplicate's key and replays it), and once more after deleting the key if it had expired (it then
-    writes as if the key were new): at most three sends, and one for almost every request."""
+async def execute_keyed(connection: LazyConnection, statement: Any, values: dict[str, Any]) -> Any:
+    """The keyed statement's one row; `values` holds the key's `parameters()` among the statement's own. Sent
+    once more after losing the race to a concurrent duplicate (it then finds the duplicate's key and replays it),
+    and once more after deleting the key if it had expired (it then writes as if the key were new): at most
+    three sends, and one for almost every request."""
     statement = keyed(statement)
     raced = forgot = False
     while True:
@@ -175,14 +174,7 @@ async def execute_keyed(
             continue
         if row is None or row.fingerprint is None or row.live or forgot:
             return row
-        await connection.execute(
-            delete(IdempotencyKey).where(
-                col(IdempotencyKey.user_id) == user_id,
-                col(IdempotencyKey.operation) == claim.operation,
-                col(IdempotencyKey.key) == claim.key,
-                col(IdempotencyKey.created_at) <= func.now() - literal(_ttl(), Interval()),
-            )
-        )
+        await connection.execute(delete(IdempotencyKey).where(*_THIS_KEY, _EXPIRED), values)
         forgot = True
 
 
@@ -199,13 +191,13 @@ async def purge_expired(connection: Any, batch: int = 10_000) -> int:
         doomed = (
             select(ctid)
             .select_from(IdempotencyKey)
-            .where(col(IdempotencyKey.created_at) <= func.now() - literal(_ttl(), Interval()))
+            .where(_EXPIRED)
             .order_by(col(IdempotencyKey.created_at))
             .limit(batch)
             .with_for_update(skip_locked=True)
         )
         statement = delete(IdempotencyKey).where(ctid == any_(func.array(doomed.scalar_subquery())))
-        deleted = (await connection.execute(statement)).rowcount
+        deleted = (await connection.execute(statement, {"key_ttl": _ttl()})).rowcount
         total += deleted
         if deleted < batch:
             return total

@@ -264,7 +264,7 @@ async def _run_keyed(
     status_code: int,
 ) -> Row[Any] | Replay:
     values = values | idempotency.parameters(token.user_id, claim, status_code)
-    row = await idempotency.execute_keyed(connection, statement, values, token.user_id, claim)
+    row = await idempotency.execute_keyed(connection, statement, values)
     if row is None:
         raise AccountGone
     return idempotency.replayed(claim, row) or row
